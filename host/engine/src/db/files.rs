@@ -1,0 +1,220 @@
+//! Paths, open file handles, the decoded-node cache and record reads.
+
+use crate::error::{Error, Result};
+use crate::format::meta::Loc;
+use crate::format::node::Node;
+use crate::format::record::{self, RECORD_HEADER_LEN, tag};
+use crate::vfs::{VFile, Vfs};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The folder layout of a database.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn header(&self) -> PathBuf {
+        self.root.join("sop.db")
+    }
+    pub fn commits(&self) -> PathBuf {
+        self.root.join("commits")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn commit(&self, seq: u64) -> PathBuf {
+        self.commits().join(format!("{seq:020}.commit"))
+    }
+    pub fn checkpoint(&self, seq: u64) -> PathBuf {
+        self.checkpoints().join(format!("{seq:020}.ckpt"))
+    }
+}
+
+/// Parses `00000000000000000042.commit` style names.
+pub(crate) fn parse_seq(name: &str, ext: &str) -> Option<u64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Open read handles of commit files, keyed by sequence number.
+pub(crate) struct FileTable {
+    vfs: Arc<dyn Vfs>,
+    layout: Layout,
+    open: Mutex<HashMap<u64, Arc<dyn VFile>>>,
+}
+
+const MAX_OPEN: usize = 256;
+
+impl FileTable {
+    pub fn new(vfs: Arc<dyn Vfs>, layout: Layout) -> Self {
+        FileTable { vfs, layout, open: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, seq: u64) -> Result<Arc<dyn VFile>> {
+        if let Some(f) = self.open.lock().get(&seq) {
+            return Ok(f.clone());
+        }
+        let path = self.layout.commit(seq);
+        let f = match self.vfs.open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::SnapshotTooOld(seq)),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mut open = self.open.lock();
+        if open.len() >= MAX_OPEN {
+            let victim = *open.keys().next().expect("non-empty");
+            open.remove(&victim);
+        }
+        open.insert(seq, f.clone());
+        Ok(f)
+    }
+
+    pub fn forget(&self, seq: u64) {
+        self.open.lock().remove(&seq);
+    }
+
+    /// Reads and verifies one record; returns its tag and payload.
+    pub fn read_record(&self, loc: Loc) -> Result<(u8, Bytes)> {
+        let f = self.get(loc.seq)?;
+        let path = self.layout.commit(loc.seq);
+        let mut buf = vec![0u8; loc.len as usize];
+        f.read_exact_at(&mut buf, u64::from(loc.off)).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::corrupt(&path, format!("record at offset {} (len {}) is past the end of the file", loc.off, loc.len))
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        let (t, payload, used) = record::parse_record(&path, u64::from(loc.off), &buf)?;
+        if used != buf.len() {
+            return Err(Error::corrupt(&path, format!("record at offset {} has the wrong length", loc.off)));
+        }
+        let start = RECORD_HEADER_LEN;
+        let end = start + payload.len();
+        Ok((t, Bytes::from(buf).slice(start..end)))
+    }
+
+    /// Reads and decodes the node image at `loc`, checking that it belongs to node `id`.
+    pub fn read_node(&self, id: u64, loc: Loc) -> Result<Node> {
+        let path = || self.layout.commit(loc.seq);
+        let (t, payload) = self.read_record(loc)?;
+        if t != tag::NODE || payload.len() < 8 {
+            return Err(Error::corrupt(path(), format!("record at offset {} is not a node image", loc.off)));
+        }
+        let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+        if found != id {
+            return Err(Error::corrupt(path(), format!("node record at {} is node {found:#x}, expected {id:#x}", loc.off)));
+        }
+        Node::decode(&payload.slice(8..)).map_err(|d| Error::corrupt(path(), format!("node at offset {}: {d}", loc.off)))
+    }
+
+    /// Reads a blob record's value bytes.
+    pub fn read_blob(&self, loc: Loc) -> Result<Bytes> {
+        let (t, payload) = self.read_record(loc)?;
+        let bad = || Error::corrupt(self.layout.commit(loc.seq), format!("record at offset {} is not a blob", loc.off));
+        if t != tag::BLOB {
+            return Err(bad());
+        }
+        let (_, _, value_at) = parse_blob_header(&payload).ok_or_else(bad)?;
+        Ok(payload.slice(value_at..))
+    }
+
+}
+
+/// Blob payload: `store:u64le klen:varint key dup:varint value`. Returns (store, (key range,
+/// dup), offset of the value).
+pub(crate) fn parse_blob_header(payload: &[u8]) -> Option<(u64, (std::ops::Range<usize>, u64), usize)> {
+    let mut r = crate::format::codec::Reader::new(payload);
+    let store = r.u64().ok()?;
+    let klen = r.len(crate::MAX_KEY_LEN).ok()?;
+    let kstart = r.pos();
+    r.take(klen).ok()?;
+    let dup = r.varint().ok()?;
+    Some((store, (kstart..kstart + klen, dup), r.pos()))
+}
+
+/// Decoded nodes keyed by their immutable location. Because a location is never rewritten,
+/// a cached image can never be stale; only the registry says which location is current.
+pub(crate) struct NodeCache {
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Loc, Arc<Node>>,
+    bytes: usize,
+}
+
+const SHARDS: usize = 16;
+
+impl NodeCache {
+    pub fn new(budget_bytes: usize) -> Self {
+        NodeCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(), shard_budget: budget_bytes / SHARDS }
+    }
+
+    fn shard(&self, loc: &Loc) -> &Mutex<Shard> {
+        let h = loc.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(loc.off).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        &self.shards[(h >> 59) as usize % SHARDS]
+    }
+
+    pub fn get(&self, loc: &Loc) -> Option<Arc<Node>> {
+        self.shard(loc).lock().map.get(loc).cloned()
+    }
+
+    pub fn insert(&self, loc: Loc, node: Arc<Node>) {
+        let mut s = self.shard(&loc).lock();
+        if s.bytes + loc.len as usize > self.shard_budget && !s.map.is_empty() {
+            // Drop about half of the shard; decoded nodes are cheap to reload and this keeps
+            // the cache free of per-entry bookkeeping on the read path.
+            let victims: Vec<Loc> = s.map.keys().step_by(2).copied().collect();
+            for v in victims {
+                if s.map.remove(&v).is_some() {
+                    s.bytes = s.bytes.saturating_sub(v.len as usize);
+                }
+            }
+        }
+        if s.map.insert(loc, node).is_none() {
+            s.bytes += loc.len as usize;
+        }
+    }
+
+    pub fn forget_file(&self, seq: u64) {
+        for sh in &self.shards {
+            let mut s = sh.lock();
+            let before = s.map.len();
+            s.map.retain(|l, _| l.seq != seq);
+            if s.map.len() != before {
+                s.bytes = s.map.keys().map(|l| l.len as usize).sum();
+            }
+        }
+    }
+}
+
+/// Whether `path`'s name is a temp file older than `max_age_ms` (names carry their creation time).
+pub(crate) fn stale_tmp(name: &str, now_ms: u64, max_age_ms: u64) -> bool {
+    // tmp names: <created_ms>-<writer:016x>-<seq>.tmp
+    name.ends_with(".tmp")
+        && name.split('-').next().and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) fn tmp_name(dir: &Path, writer: u64, what: &str) -> PathBuf {
+    let r: u32 = rand::random();
+    dir.join(format!("{}-{writer:016x}-{what}-{r:08x}.tmp", now_ms()))
+}

@@ -1,0 +1,254 @@
+//! Recovery and catch-up: loading the newest checkpoint, replaying commit files after it,
+//! and installing a commit into the in-memory state (shared by replay and by the commit path).
+
+use super::DbInner;
+use super::files::parse_seq;
+use crate::error::{Error, Result};
+use crate::format::meta::{CatalogChange, CheckpointBody, CommitMeta, FileHeader};
+use crate::format::node::IKey;
+use crate::format::record::{self, MAGIC_CHECKPOINT, MAGIC_COMMIT, tag};
+use crate::state::State;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The keys one commit wrote in one store.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StoreKeys {
+    pub all: bool,
+    pub keys: Vec<IKey>,
+}
+
+/// What conflict detection and merge statistics need to know about one commit.
+#[derive(Debug)]
+pub(crate) struct CommitSummary {
+    pub seq: u64,
+    pub writes: HashMap<u64, StoreKeys>,
+    pub names: Vec<String>,
+    pub nodes: HashSet<u64>,
+}
+
+/// Recent commits. Complete for every sequence number above `base`.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    pub base: u64,
+    pub entries: VecDeque<Arc<CommitSummary>>,
+}
+
+impl DbInner {
+    /// Runs on open: newest checkpoint, then every later commit.
+    pub(super) fn recover(&self) -> Result<()> {
+        let ckpts = self.list_seqs(&self.layout.checkpoints(), "ckpt")?;
+        if let Some(&newest) = ckpts.last() {
+            self.load_checkpoint(newest)?;
+        }
+        self.catch_up()
+    }
+
+    fn list_seqs(&self, dir: &Path, ext: &str) -> Result<Vec<u64>> {
+        let names = self.vfs.list_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_seq(n, ext)).collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Applies every commit file newer than the current state (written by other processes, or
+    /// found at open). If the next file was already reclaimed, reloads the newest checkpoint.
+    pub(crate) fn catch_up(&self) -> Result<()> {
+        loop {
+            let next = self.current().seq + 1;
+            let path = self.layout.commit(next);
+            let f = match self.vfs.open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let newer = self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
+                    match newer {
+                        Some(c) => {
+                            self.load_checkpoint(c)?;
+                            continue;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            let buf = f.read_all().map_err(|e| Error::io(&path, e))?;
+            self.replay_commit(&path, next, &buf)?;
+        }
+    }
+
+    fn replay_commit(&self, path: &Path, seq: u64, buf: &[u8]) -> Result<()> {
+        record::check_prefix(path, buf, MAGIC_COMMIT)?;
+        let mut header: Option<FileHeader> = None;
+        let mut meta: Option<CommitMeta> = None;
+        let mut blob_live = 0u64;
+        for rec in record::records(path, buf) {
+            let (_, t, payload) = rec?;
+            if meta.is_some() {
+                return Err(Error::corrupt(path, "records after the commit metadata"));
+            }
+            match t {
+                tag::HEADER => {
+                    header = Some(
+                        postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad header: {e}")))?,
+                    )
+                }
+                tag::META => {
+                    meta =
+                        Some(postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))?)
+                }
+                tag::BLOB => blob_live += (payload.len() + record::RECORD_HEADER_LEN) as u64,
+                tag::NODE => {}
+                other => return Err(Error::corrupt(path, format!("unknown record tag {other}"))),
+            }
+        }
+        let header = header.ok_or_else(|| Error::corrupt(path, "missing header record"))?;
+        let meta = meta.ok_or_else(|| Error::corrupt(path, "missing commit metadata (truncated file)"))?;
+        if header.db_id != self.db_id {
+            return Err(Error::corrupt(path, "commit file belongs to another database"));
+        }
+        if header.seq != seq {
+            return Err(Error::corrupt(path, format!("file name says commit {seq}, header says {}", header.seq)));
+        }
+        let base = self.current();
+        let mut node_live = 0u64;
+        for ch in &meta.registry {
+            let have = base.registry.get(&ch.node).map_or(0, |h| h.version);
+            if have != ch.expected {
+                return Err(Error::corrupt(
+                    path,
+                    format!("node {:#x} expected at version {}, registry has {have}", ch.node, ch.expected),
+                ));
+            }
+            if let Some(h) = ch.new {
+                if h.loc.seq == seq {
+                    node_live += u64::from(h.loc.len);
+                }
+            }
+        }
+        self.install(&base, seq, &meta, buf.len() as u64, node_live + blob_live)
+    }
+
+    /// Makes a commit part of the in-memory state: registry, catalog, conflict history and
+    /// space accounting.
+    pub(crate) fn install(&self, base: &State, seq: u64, meta: &CommitMeta, total: u64, live: u64) -> Result<()> {
+        let mut st = base.clone();
+        st.seq = seq;
+        {
+            let mut space = self.space.lock();
+            space.add_file(seq, total, live);
+            for ch in &meta.registry {
+                if let Some(old) = st.registry.get(&ch.node) {
+                    space.release(old.loc, seq);
+                }
+                match ch.new {
+                    Some(h) => {
+                        st.registry.insert(ch.node, h);
+                    }
+                    None => {
+                        st.registry.remove(&ch.node);
+                    }
+                }
+            }
+            for loc in &meta.freed_blobs {
+                space.release(*loc, seq);
+            }
+            space.commits_since_checkpoint += 1;
+        }
+        for c in &meta.catalog {
+            match c {
+                CatalogChange::Put(m) => {
+                    st.catalog.insert(m.name.clone(), Arc::new(m.clone()));
+                }
+                CatalogChange::Drop(n) => {
+                    st.catalog.remove(n);
+                }
+            }
+        }
+        st.next_store_id = meta.next_store_id.max(st.next_store_id);
+        let summary = CommitSummary {
+            seq,
+            writes: meta
+                .writes
+                .iter()
+                .map(|w| {
+                    let keys = w.keys.iter().map(|(k, d)| IKey { key: Bytes::from(k.clone()), dup: *d }).collect();
+                    (w.store, StoreKeys { all: w.all, keys })
+                })
+                .collect(),
+            names: meta.names.clone(),
+            nodes: meta.registry.iter().map(|c| c.node).collect(),
+        };
+        let mut state = self.state.write();
+        let mut history = self.history.lock();
+        history.entries.push_back(Arc::new(summary));
+        // Transactions register their snapshot under the state lock, so nobody older than
+        // `keep_after` can still need the entries dropped here.
+        let keep_after = self.oldest_snapshot().unwrap_or(seq).min(seq);
+        while history.entries.front().is_some_and(|c| c.seq <= keep_after) {
+            let c = history.entries.pop_front().expect("front exists");
+            history.base = history.base.max(c.seq);
+        }
+        *state = Arc::new(st);
+        Ok(())
+    }
+
+    pub(super) fn load_checkpoint(&self, seq: u64) -> Result<()> {
+        let path = self.layout.checkpoint(seq);
+        let f = self.vfs.open(&path).map_err(|e| Error::io(&path, e))?;
+        let buf = f.read_all().map_err(|e| Error::io(&path, e))?;
+        record::check_prefix(&path, &buf, MAGIC_CHECKPOINT)?;
+        let mut header: Option<FileHeader> = None;
+        let mut body: Option<CheckpointBody> = None;
+        for rec in record::records(&path, &buf) {
+            let (_, t, payload) = rec?;
+            match t {
+                tag::HEADER => {
+                    header = Some(
+                        postcard::from_bytes(payload).map_err(|e| Error::corrupt(&path, format!("bad header: {e}")))?,
+                    )
+                }
+                tag::CHECKPOINT => {
+                    body = Some(
+                        postcard::from_bytes(payload)
+                            .map_err(|e| Error::corrupt(&path, format!("bad checkpoint body: {e}")))?,
+                    )
+                }
+                other => return Err(Error::corrupt(&path, format!("unexpected record tag {other}"))),
+            }
+        }
+        let header = header.ok_or_else(|| Error::corrupt(&path, "missing header record"))?;
+        let body = body.ok_or_else(|| Error::corrupt(&path, "missing checkpoint body (truncated file)"))?;
+        if header.db_id != self.db_id {
+            return Err(Error::corrupt(&path, "checkpoint belongs to another database"));
+        }
+        if header.seq != seq || body.seq != seq {
+            return Err(Error::corrupt(&path, "checkpoint sequence does not match its name"));
+        }
+        let st = State {
+            seq,
+            registry: body.registry.iter().copied().collect(),
+            catalog: body.catalog.into_iter().map(|m| (m.name.clone(), Arc::new(m))).collect(),
+            next_store_id: body.next_store_id,
+        };
+        {
+            let mut space = self.space.lock();
+            space.reset(&body.files, seq);
+            for s in self.list_seqs(&self.layout.commits(), "commit")? {
+                if s <= seq && !space.tracks(s) {
+                    // Dead files a reclaimer had not removed yet.
+                    space.add_file(s, 0, 0);
+                    space.mark_dead(s, seq);
+                }
+            }
+        }
+        let mut state = self.state.write();
+        let mut history = self.history.lock();
+        history.entries.clear();
+        history.base = seq;
+        *state = Arc::new(st);
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, as a typed value. No operation panics on bad input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another transaction committed a change to a key (or range) this transaction read or
+    /// wrote. Nothing of this transaction was written; retry it (see [`crate::Database::transact`]).
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
+
+    /// A file failed its checksum, was truncated, or holds an impossible record.
+    #[error("corrupt file {file}: {detail}")]
+    Corrupt {
+        /// The file that failed.
+        file: PathBuf,
+        /// What was wrong with it.
+        detail: String,
+    },
+
+    /// A file was written by a newer (or unknown) format version of the engine.
+    #[error("file {file} has format version {found}, this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The offending file.
+        file: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+
+    /// The folder does not hold a sop database.
+    #[error("{0} is not a sop database (no sop.db header); use Database::create or open_or_create")]
+    NotADatabase(PathBuf),
+
+    /// The folder already holds a database.
+    #[error("{0} already holds a sop database")]
+    AlreadyExists(PathBuf),
+
+    /// An I/O error from the file system.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An earlier durable write or fsync failed. The on-disk state is still consistent, but
+    /// this handle can no longer know what reached the disk; reopen the database to recover.
+    #[error("database handle is poisoned by an earlier I/O failure ({0}); reopen the database")]
+    Poisoned(String),
+
+    /// No store with this name exists (in this transaction's view).
+    #[error("store {0:?} does not exist")]
+    StoreNotFound(String),
+
+    /// A store with this name already exists.
+    #[error("store {0:?} already exists")]
+    StoreExists(String),
+
+    /// A store name is empty, too long or has characters outside `[A-Za-z0-9_.-]`.
+    #[error("invalid store name {0:?}: use 1-128 characters from [A-Za-z0-9_.-]")]
+    InvalidStoreName(String),
+
+    /// Store options are out of range.
+    #[error("invalid store options: {0}")]
+    InvalidOptions(String),
+
+    /// The key is longer than [`crate::MAX_KEY_LEN`].
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The value is longer than [`crate::MAX_VALUE_LEN`].
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Length of the rejected value.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// Empty keys are not allowed in this store.
+    #[error("empty keys are not allowed in store {0:?}")]
+    EmptyKey(String),
+
+    /// The transaction already committed or rolled back, or failed earlier.
+    #[error("transaction is finished (committed, rolled back or failed)")]
+    TransactionFinished,
+
+    /// A write was attempted in a read-only transaction.
+    #[error("transaction is read-only")]
+    ReadOnly,
+
+    /// The cursor is not positioned on an item.
+    #[error("cursor is not positioned on an item")]
+    NoCurrentItem,
+
+    /// The store's key order is provided by a plugin that is not registered in this process.
+    #[error("store {store:?} uses key order {order:?}, which is not available in this process")]
+    OrderUnavailable {
+        /// The store.
+        store: String,
+        /// The order's identifier.
+        order: String,
+    },
+
+    /// The transaction saw a snapshot whose files were already reclaimed (it lived too long).
+    #[error("snapshot at commit {0} is too old: its files were reclaimed; retry the transaction")]
+    SnapshotTooOld(u64),
+
+    /// A typed value could not be (de)serialised.
+    #[error("value codec error: {0}")]
+    Codec(String),
+
+    /// The retry helper gave up after this many attempts; the last error was a conflict.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last conflict.
+        last: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Whether retrying the whole transaction may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Conflict(_) | Error::SnapshotTooOld(_))
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::Corrupt { file: file.into(), detail: detail.into() }
+    }
+}

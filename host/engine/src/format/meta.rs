@@ -1,0 +1,194 @@
+//! Postcard-encoded structures: file headers, commit metadata, checkpoints, store metadata.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a record lives: the commit file (by sequence number), the record's offset and its
+/// total length including the record header. Immutable once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Loc {
+    /// Sequence number of the commit file.
+    pub seq: u64,
+    /// Offset of the record header in that file.
+    pub off: u32,
+    /// Record length (header + payload).
+    pub len: u32,
+}
+
+/// A registry entry: where the current image of a logical node lives, and its version.
+/// The version is the sequence number of the commit that wrote the image; it only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    /// Location of the node image.
+    pub loc: Loc,
+    /// Commit sequence that produced this image.
+    pub version: u64,
+}
+
+/// Where a store keeps its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ValuePlacement {
+    /// Values live inside leaf nodes (values above [`crate::INLINE_VALUE_MAX`] still spill to blobs).
+    #[default]
+    InNode,
+    /// Every value lives in its own blob record; leaves hold only references.
+    Blob,
+}
+
+/// How a store orders its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum KeyOrder {
+    /// Bytewise (memcmp) order of the stored bytes. Typed keys use order-preserving
+    /// encodings from [`crate::keys`], so they sort by this order too.
+    #[default]
+    Bytewise,
+    /// An order supplied at runtime by a registered [`crate::OrderCodec`], pinned by identity.
+    Custom {
+        /// Name the codec is registered under.
+        name: String,
+        /// Identity of the exact codec (for plugins: the component's sha256 in hex).
+        id: String,
+    },
+}
+
+/// Options fixed when a store is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreOptions {
+    /// Maximum items per node (SOP's SlotLength). 4..=4096.
+    pub slot_length: u32,
+    /// Whether keys are unique. If false, equal keys are kept in insertion order.
+    pub unique: bool,
+    /// Where values are stored.
+    pub value_placement: ValuePlacement,
+    /// Key order.
+    pub order: KeyOrder,
+    /// Whether the empty key is a valid key.
+    pub allow_empty_keys: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            slot_length: 128,
+            unique: true,
+            value_placement: ValuePlacement::InNode,
+            order: KeyOrder::Bytewise,
+            allow_empty_keys: false,
+        }
+    }
+}
+
+/// A store's catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    /// Store name.
+    pub name: String,
+    /// Internal identifier, unique in the database, never reused.
+    pub id: u64,
+    /// Options fixed at creation.
+    pub options: StoreOptions,
+    /// Logical id of the root node; fixed for the store's life.
+    pub root: u64,
+    /// Number of items.
+    pub count: u64,
+    /// Commit that created the store.
+    pub created_seq: u64,
+}
+
+/// Header record of `sop.db`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbHeader {
+    /// Random database identity; every commit and checkpoint file repeats it.
+    pub db_id: [u8; 16],
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// Header record of a commit or checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHeader {
+    /// Database identity (must match `sop.db`).
+    pub db_id: [u8; 16],
+    /// Commit sequence number (the file name repeats it).
+    pub seq: u64,
+    /// Random id of the process handle that wrote the file.
+    pub writer: u64,
+}
+
+/// One registry change in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryChange {
+    /// Logical node id.
+    pub node: u64,
+    /// Version the writer based its change on (0: the node did not exist). Replay checks it.
+    pub expected: u64,
+    /// New handle, or `None` when the node is deleted.
+    pub new: Option<Handle>,
+}
+
+/// One catalog change in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogChange {
+    /// Create or update a store's entry.
+    Put(StoreMeta),
+    /// Remove a store by name.
+    Drop(String),
+}
+
+/// A key as recorded for conflict detection: the stored key bytes and the duplicate id.
+pub type ConflictKey = (Vec<u8>, u64);
+
+/// The keys one commit wrote in one store (sorted), or the whole store when it was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreWrites {
+    /// Store id.
+    pub store: u64,
+    /// True when every key of the store counts as written (store created or dropped).
+    pub all: bool,
+    /// Sorted written keys.
+    pub keys: Vec<ConflictKey>,
+}
+
+/// The last record of a commit file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CommitMeta {
+    /// Number of user transactions in this batch (0 for a pure relocation commit).
+    pub txns: u32,
+    /// Registry changes, applied atomically.
+    pub registry: Vec<RegistryChange>,
+    /// Catalog changes, applied atomically with the registry changes.
+    pub catalog: Vec<CatalogChange>,
+    /// Written keys per store, for other processes' conflict checks.
+    pub writes: Vec<StoreWrites>,
+    /// Catalog names written (store create/drop), for conflict checks.
+    pub names: Vec<String>,
+    /// Blob records that this commit made unreachable (for space accounting).
+    pub freed_blobs: Vec<Loc>,
+    /// Next store id to hand out.
+    pub next_store_id: u64,
+}
+
+/// Space accounting of one commit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// Commit sequence.
+    pub seq: u64,
+    /// File size in bytes.
+    pub total: u64,
+    /// Bytes of records still reachable from the registry or from leaves.
+    pub live: u64,
+}
+
+/// The body of a checkpoint: the whole registry and catalog as of `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointBody {
+    /// State is as of this commit.
+    pub seq: u64,
+    /// Every registry entry.
+    pub registry: Vec<(u64, Handle)>,
+    /// Every store.
+    pub catalog: Vec<StoreMeta>,
+    /// Space accounting of the commit files still referenced.
+    pub files: Vec<FileStat>,
+    /// Next store id to hand out.
+    pub next_store_id: u64,
+}

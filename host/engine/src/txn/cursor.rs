@@ -1,0 +1,139 @@
+//! SOP's navigation API over one store.
+
+use super::{Store, ValSrc};
+use crate::db::WriteOp;
+use crate::error::{Error, Result};
+use crate::format::node::IKey;
+use bytes::Bytes;
+use std::ops::Bound;
+
+/// A position in a store. Every move records the key range it depended on, so cursor walks
+/// in read-write transactions are validated like scans.
+///
+/// ```
+/// # fn main() -> sop::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let db = sop::Database::open_or_create(dir.path())?;
+/// db.transact(|tx| {
+///     let s = tx.create_store("s", Default::default())?;
+///     s.add_many([(b"a", b"1"), (b"c", b"3")])?;
+///     let mut c = s.cursor();
+///     assert!(!c.find(b"b")?); // not found: parked on the next key
+///     assert_eq!(c.key().as_deref(), Some(&b"c"[..]));
+///     assert!(c.prev()?);
+///     assert_eq!(c.value()?.as_deref(), Some(&b"1"[..]));
+///     Ok(())
+/// })?;
+/// # Ok(()) }
+/// ```
+pub struct Cursor<'t> {
+    store: Store<'t>,
+    cur: Option<(IKey, ValSrc)>,
+}
+
+impl<'t> Cursor<'t> {
+    pub(crate) fn new(store: Store<'t>) -> Self {
+        Cursor { store, cur: None }
+    }
+
+    fn go(&mut self, from: Bound<IKey>, forward: bool) -> Result<bool> {
+        self.store.check_open()?;
+        let found = self.store.tx.seek(self.store.idx, from.clone(), forward)?;
+        let reach = match &found {
+            Some((k, _)) => Bound::Included(k.clone()),
+            None => Bound::Unbounded,
+        };
+        if forward {
+            self.store.tx.record_read(self.store.idx, from, reach);
+        } else {
+            self.store.tx.record_read(self.store.idx, reach, from);
+        }
+        self.cur = found;
+        Ok(self.cur.is_some())
+    }
+
+    /// Positions on the first item with `key`; returns whether it exists. On a miss the cursor
+    /// rests on the next greater key (or nowhere, past the end).
+    pub fn find(&mut self, key: &[u8]) -> Result<bool> {
+        let k = self.store.key(key)?;
+        self.go(Bound::Included(IKey { key: k.clone(), dup: 0 }), true)?;
+        Ok(self.cur.as_ref().is_some_and(|(c, _)| c.key == k))
+    }
+
+    /// Positions on the last item with `key` (for walking duplicates backwards); on a miss
+    /// the cursor rests on the next smaller key.
+    pub fn find_last(&mut self, key: &[u8]) -> Result<bool> {
+        let k = self.store.key(key)?;
+        self.go(Bound::Included(IKey { key: k.clone(), dup: u64::MAX }), false)?;
+        Ok(self.cur.as_ref().is_some_and(|(c, _)| c.key == k))
+    }
+
+    /// Positions on the first item.
+    pub fn first(&mut self) -> Result<bool> {
+        self.go(Bound::Unbounded, true)
+    }
+
+    /// Positions on the last item.
+    pub fn last(&mut self) -> Result<bool> {
+        self.go(Bound::Unbounded, false)
+    }
+
+    /// Moves to the next item.
+    pub fn next(&mut self) -> Result<bool> {
+        match self.cur.take() {
+            Some((k, _)) => self.go(Bound::Excluded(k), true),
+            None => Ok(false),
+        }
+    }
+
+    /// Moves to the previous item.
+    pub fn prev(&mut self) -> Result<bool> {
+        match self.cur.take() {
+            Some((k, _)) => self.go(Bound::Excluded(k), false),
+            None => Ok(false),
+        }
+    }
+
+    /// The current key.
+    pub fn key(&self) -> Option<Bytes> {
+        self.cur.as_ref().map(|(k, _)| k.key.clone())
+    }
+
+    /// The current value.
+    pub fn value(&self) -> Result<Option<Bytes>> {
+        match &self.cur {
+            Some((_, v)) => Ok(Some(self.store.tx.resolve(v.clone())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the current item's value.
+    pub fn update_current(&mut self, value: &[u8]) -> Result<()> {
+        self.store.check_write()?;
+        let (k, _) = self.cur.as_ref().ok_or(Error::NoCurrentItem)?;
+        if value.len() > crate::MAX_VALUE_LEN {
+            return Err(Error::ValueTooLarge { len: value.len(), max: crate::MAX_VALUE_LEN });
+        }
+        let v = Bytes::copy_from_slice(value);
+        self.store.tx.inner.borrow_mut().stores[self.store.idx].ops.insert(k.clone(), WriteOp::Put(v.clone()));
+        self.cur = Some((k.clone(), ValSrc::Own(v)));
+        Ok(())
+    }
+
+    /// Removes the current item. The cursor keeps its place: `next` and `prev` move on from it.
+    pub fn remove_current(&mut self) -> Result<()> {
+        self.store.check_write()?;
+        let (k, _) = self.cur.as_ref().ok_or(Error::NoCurrentItem)?;
+        self.store.tx.inner.borrow_mut().stores[self.store.idx].ops.insert(k.clone(), WriteOp::Delete);
+        Ok(())
+    }
+}
+
+impl Store<'_> {
+    pub(crate) fn check_open(&self) -> Result<()> {
+        self.tx.check_open()
+    }
+    pub(crate) fn check_write(&self) -> Result<()> {
+        self.tx.check_write()
+    }
+}

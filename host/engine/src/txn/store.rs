@@ -1,0 +1,298 @@
+//! A store as seen through one transaction: point reads and writes, batches, counts.
+
+use super::{Cursor, Iter, Transaction, ValSrc};
+use crate::db::WriteOp;
+use crate::error::{Error, Result};
+use crate::format::meta::StoreOptions;
+use crate::format::node::IKey;
+use crate::{MAX_KEY_LEN, MAX_VALUE_LEN};
+use bytes::Bytes;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A handle to one store inside a transaction. Cheap to copy; many may be open at once.
+#[derive(Clone, Copy)]
+pub struct Store<'t> {
+    pub(crate) tx: &'t Transaction,
+    pub(crate) idx: usize,
+}
+
+/// Duplicate ids order equal keys by insertion: a per-process counter seeded from the clock,
+/// so ids from one process increase and ids from different processes rarely collide (and a
+/// collision is a write-write conflict, never a lost item).
+fn next_dup() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+impl<'t> Store<'t> {
+    pub(crate) fn new(tx: &'t Transaction, idx: usize) -> Self {
+        Store { tx, idx }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> String {
+        self.tx.inner.borrow().stores[self.idx].name.clone()
+    }
+
+    /// The options the store was created with.
+    pub fn options(&self) -> StoreOptions {
+        self.tx.inner.borrow().stores[self.idx].meta.options.clone()
+    }
+
+    fn unique(&self) -> bool {
+        self.tx.inner.borrow().stores[self.idx].meta.options.unique
+    }
+
+    fn check(&self, write: bool) -> Result<()> {
+        if write { self.tx.check_write() } else { self.tx.check_open() }
+    }
+
+    /// Validates a user key and maps it to the stored key bytes.
+    pub(crate) fn key(&self, key: &[u8]) -> Result<Bytes> {
+        let inner = self.tx.inner.borrow();
+        let st = &inner.stores[self.idx];
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+        }
+        if key.is_empty() && !st.meta.options.allow_empty_keys {
+            return Err(Error::EmptyKey(st.name.clone()));
+        }
+        match &st.codec {
+            None => Ok(Bytes::copy_from_slice(key)),
+            Some(c) => {
+                let mut out = Vec::with_capacity(key.len() + 8);
+                c.encode(key, &mut out).map_err(|e| Error::Codec(format!("key order {}: {e}", c.id())))?;
+                if out.len() > MAX_KEY_LEN {
+                    return Err(Error::KeyTooLarge { len: out.len(), max: MAX_KEY_LEN });
+                }
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+
+    fn value(v: &[u8]) -> Result<Bytes> {
+        if v.len() > MAX_VALUE_LEN {
+            return Err(Error::ValueTooLarge { len: v.len(), max: MAX_VALUE_LEN });
+        }
+        Ok(Bytes::copy_from_slice(v))
+    }
+
+    /// The first item with `key` (the only one in a unique store), recording the read.
+    fn first_with(&self, key: &Bytes) -> Result<Option<(IKey, ValSrc)>> {
+        let lo = IKey { key: key.clone(), dup: 0 };
+        if self.unique() {
+            self.tx.record_read(self.idx, Bound::Included(lo.clone()), Bound::Included(lo.clone()));
+            return Ok(self.tx.lookup(self.idx, &lo)?.map(|v| (lo, v)));
+        }
+        let hi = IKey { key: key.clone(), dup: u64::MAX };
+        self.tx.record_read(self.idx, Bound::Included(lo.clone()), Bound::Included(hi));
+        Ok(self.tx.seek(self.idx, Bound::Included(lo), true)?.filter(|(k, _)| &k.key == key))
+    }
+
+    fn put(&self, k: IKey, v: Bytes) {
+        self.tx.inner.borrow_mut().stores[self.idx].ops.insert(k, WriteOp::Put(v));
+    }
+
+    /// The value of `key` (the first one, for duplicate keys).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.check(false)?;
+        let k = self.key(key)?;
+        match self.first_with(&k)? {
+            Some((_, v)) => Ok(Some(self.tx.resolve(v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` exists.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.check(false)?;
+        let k = self.key(key)?;
+        Ok(self.first_with(&k)?.is_some())
+    }
+
+    /// Adds an item. In a unique store, returns `false` (and changes nothing) if the key
+    /// exists; in a non-unique store, always adds (after existing equal keys).
+    pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.check(true)?;
+        let (k, v) = (self.key(key)?, Self::value(value)?);
+        if self.unique() {
+            if self.first_with(&k)?.is_some() {
+                return Ok(false);
+            }
+            self.put(IKey { key: k, dup: 0 }, v);
+        } else {
+            self.put(IKey { key: k, dup: next_dup() }, v);
+        }
+        Ok(true)
+    }
+
+    /// Adds an item only if no item with `key` exists (even in a non-unique store).
+    pub fn add_if_not_exist(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.check(true)?;
+        let (k, v) = (self.key(key)?, Self::value(value)?);
+        if self.first_with(&k)?.is_some() {
+            return Ok(false);
+        }
+        let dup = if self.unique() { 0 } else { next_dup() };
+        self.put(IKey { key: k, dup }, v);
+        Ok(true)
+    }
+
+    /// Replaces the value of an existing item (the first, for duplicates); `false` if absent.
+    pub fn update(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.check(true)?;
+        let (k, v) = (self.key(key)?, Self::value(value)?);
+        match self.first_with(&k)? {
+            Some((ik, _)) => {
+                self.put(ik, v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Inserts or replaces. In a unique store this is a blind write: it reads nothing, but
+    /// still conflicts with a concurrent write of the same key.
+    pub fn upsert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check(true)?;
+        let (k, v) = (self.key(key)?, Self::value(value)?);
+        if self.unique() {
+            self.put(IKey { key: k, dup: 0 }, v);
+            return Ok(());
+        }
+        let ik = match self.first_with(&k)? {
+            Some((ik, _)) => ik,
+            None => IKey { key: k, dup: next_dup() },
+        };
+        self.put(ik, v);
+        Ok(())
+    }
+
+    /// Removes the item with `key` (the first, for duplicates); `false` if absent.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.check(true)?;
+        let k = self.key(key)?;
+        match self.first_with(&k)? {
+            Some((ik, _)) => {
+                self.tx.inner.borrow_mut().stores[self.idx].ops.insert(ik, WriteOp::Delete);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Adds many items; returns how many were added.
+    pub fn add_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<usize> {
+        let mut n = 0;
+        for (k, v) in items {
+            n += usize::from(self.add(k.as_ref(), v.as_ref())?);
+        }
+        Ok(n)
+    }
+
+    /// Upserts many items.
+    pub fn upsert_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (k, v) in items {
+            self.upsert(k.as_ref(), v.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Updates many items; returns how many existed.
+    pub fn update_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<usize> {
+        let mut n = 0;
+        for (k, v) in items {
+            n += usize::from(self.update(k.as_ref(), v.as_ref())?);
+        }
+        Ok(n)
+    }
+
+    /// Removes many keys; returns how many existed.
+    pub fn remove_many<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<usize> {
+        let mut n = 0;
+        for k in keys {
+            n += usize::from(self.remove(k.as_ref())?);
+        }
+        Ok(n)
+    }
+
+    /// Number of items, including this transaction's changes. Depends on every key, so a
+    /// read-write transaction that counts conflicts with any concurrent change to the store.
+    pub fn count(&self) -> Result<u64> {
+        self.check(false)?;
+        self.tx.record_read(self.idx, Bound::Unbounded, Bound::Unbounded);
+        let (base, ops, root) = {
+            let inner = self.tx.inner.borrow();
+            let st = &inner.stores[self.idx];
+            let ops: Vec<(IKey, bool)> = st.ops.iter().map(|(k, op)| (k.clone(), matches!(op, WriteOp::Put(_)))).collect();
+            (if st.root.is_some() { st.meta.count } else { 0 }, ops, st.root)
+        };
+        let mut n = base as i64;
+        for (k, put) in ops {
+            let exists = match root {
+                Some(r) => crate::tree::cursor::get(&self.tx.view(), r, &k)?.is_some(),
+                None => false,
+            };
+            n += i64::from(put && !exists) - i64::from(!put && exists);
+        }
+        Ok(n.max(0) as u64)
+    }
+
+    /// Items with keys in `range`, in key order.
+    pub fn range<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Iter<'t>> {
+        let (lo, hi) = self.bounds(range)?;
+        Iter::new(*self, lo, hi, true)
+    }
+
+    /// Items with keys in `range`, in descending key order.
+    pub fn range_rev<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Iter<'t>> {
+        let (lo, hi) = self.bounds(range)?;
+        Iter::new(*self, lo, hi, false)
+    }
+
+    /// All items in key order.
+    pub fn iter(&self) -> Result<Iter<'t>> {
+        Iter::new(*self, Bound::Unbounded, Bound::Unbounded, true)
+    }
+
+    /// A cursor (SOP's navigation API: find, first, last, next, previous, current item).
+    pub fn cursor(&self) -> Cursor<'t> {
+        Cursor::new(*self)
+    }
+
+    fn bounds<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<(Bound<IKey>, Bound<IKey>)> {
+        self.check(false)?;
+        // Duplicates of one key differ by `dup`; user bounds cover all of them.
+        let lo = match range.start_bound() {
+            Bound::Included(k) => Bound::Included(IKey { key: self.key_unchecked(k.as_ref())?, dup: 0 }),
+            Bound::Excluded(k) => Bound::Excluded(IKey { key: self.key_unchecked(k.as_ref())?, dup: u64::MAX }),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let hi = match range.end_bound() {
+            Bound::Included(k) => Bound::Included(IKey { key: self.key_unchecked(k.as_ref())?, dup: u64::MAX }),
+            Bound::Excluded(k) => Bound::Excluded(IKey { key: self.key_unchecked(k.as_ref())?, dup: 0 }),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Ok((lo, hi))
+    }
+
+    /// Like [`Store::key`] but accepts the empty key (a valid range bound).
+    pub(crate) fn key_unchecked(&self, key: &[u8]) -> Result<Bytes> {
+        if key.is_empty() {
+            return Ok(Bytes::new());
+        }
+        self.key(key)
+    }
+}

@@ -1,0 +1,76 @@
+//! The file-system seam.
+//!
+//! Every byte the engine persists goes through [`Vfs`] and [`VFile`]. Production uses
+//! [`StdVfs`]; tests use [`SimVfs`], which keeps separate volatile and durable images so it
+//! can simulate a power cut at any write or sync point and inject I/O errors.
+//!
+//! The trait is deliberately small: the commit protocol needs exclusive publication
+//! (`link`, which fails if the target exists), whole-file durability (`sync_data`) and
+//! directory-entry durability (`sync_dir`). Nothing relies on mmap, advisory locks or
+//! `O_APPEND`, so the same calls are meaningful on a shared file system.
+
+mod sim;
+mod std_fs;
+
+pub use sim::{CrashMode, SimVfs};
+pub use std_fs::StdVfs;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A file opened through a [`Vfs`]. All I/O is positional, so one handle is shared by threads.
+pub trait VFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's contents and size durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.read_at(buf, offset)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file is shorter than expected"));
+            }
+            buf = &mut buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole file.
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        let len = self.len()? as usize;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+}
+
+/// The file-system operations the engine needs. Paths are absolute or relative to the process.
+pub trait Vfs: Send + Sync + 'static {
+    /// Creates a directory and its parents (like `mkdir -p`).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names (not paths) of the entries in a directory, in no particular order.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Opens an existing file for reading.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Creates a new, empty file for reading and writing; fails with `AlreadyExists` if present.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Adds a second name for `from` at `to`; fails with `AlreadyExists` if `to` exists.
+    /// This is the engine's atomic, exclusive publication primitive.
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a name.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creates, links, renames, removes) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Whether a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+}
