@@ -267,6 +267,11 @@ impl<'t> Store<'t> {
         Iter::new(*self, Bound::Unbounded, Bound::Unbounded, true)
     }
 
+    /// All items in descending key order.
+    pub fn iter_rev(&self) -> Result<Iter<'t>> {
+        Iter::new(*self, Bound::Unbounded, Bound::Unbounded, false)
+    }
+
     /// A cursor (SOP's navigation API: find, first, last, next, previous, current item).
     pub fn cursor(&self) -> Cursor<'t> {
         Cursor::new(*self)
