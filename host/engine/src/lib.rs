@@ -57,6 +57,10 @@ pub use retry::RetryPolicy;
 pub use txn::{Cursor, Iter, Store, Transaction};
 pub use typed::TypedStore;
 
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
 /// Longest value, in bytes.

@@ -85,6 +85,11 @@ impl Space {
         self.files.values().map(|f| f.live).sum()
     }
 
+    /// Total and live bytes of the files that still hold live records.
+    fn partially_live(&self) -> (u64, u64) {
+        self.files.values().filter(|f| f.live > 0).fold((0, 0), |(t, l), f| (t + f.total, l + f.live))
+    }
+
     fn stats(&self) -> Vec<FileStat> {
         self.files.iter().map(|(s, f)| FileStat { seq: *s, total: f.total, live: f.live }).collect()
     }
@@ -155,9 +160,11 @@ impl DbInner {
     pub(crate) fn maintenance(&self, force: bool) -> Result<()> {
         let (ckpt_due, compact_due) = {
             let sp = self.space.lock();
-            let total = sp.total_bytes();
-            let dead = total.saturating_sub(sp.live_bytes());
-            let big = force || total >= self.opts.compact_min_bytes;
+            // Fragmentation counts only files that still hold live records: fully dead files
+            // cost nothing to reclaim and only wait for a checkpoint and the grace period.
+            let (total, live) = sp.partially_live();
+            let dead = total - live;
+            let big = force || dead >= self.opts.compact_min_bytes;
             (
                 force || sp.commits_since_checkpoint >= self.opts.checkpoint_every,
                 big && dead as f64 > self.opts.compact_dead_ratio * total as f64,
@@ -264,7 +271,7 @@ impl DbInner {
             let mut cands: Vec<(u64, &FileInfo)> = sp
                 .files
                 .iter()
-                .filter(|(s, f)| **s < base.seq && f.live > 0 && (f.live as f64) < 0.5 * f.total as f64)
+                .filter(|(s, f)| **s < base.seq && f.live > 0 && (f.live as f64) < 0.25 * f.total as f64)
                 .map(|(s, f)| (*s, f))
                 .collect();
             cands.sort_by(|a, b| (a.1.live * b.1.total).cmp(&(b.1.live * a.1.total)));

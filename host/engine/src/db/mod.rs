@@ -42,9 +42,9 @@ pub struct DbOptions {
     pub checkpoint_every: u64,
     /// Compact when dead bytes exceed this fraction of all commit-file bytes (default 0.5).
     pub compact_dead_ratio: f64,
-    /// Never compact or reclaim while the commit files total less than this (default 8 MiB).
+    /// Never compact while partially live commit files hold less dead space than this (default 8 MiB).
     pub compact_min_bytes: u64,
-    /// How long a dead commit file is kept for readers in other processes (default 60 s).
+    /// How long a dead commit file is kept for readers in other processes (default 5 s).
     pub reclaim_grace: Duration,
     /// Create the database if the folder holds none.
     pub create_if_missing: bool,
@@ -59,7 +59,7 @@ impl Default for DbOptions {
             checkpoint_every: 64,
             compact_dead_ratio: 0.5,
             compact_min_bytes: 8 << 20,
-            reclaim_grace: Duration::from_secs(60),
+            reclaim_grace: Duration::from_secs(5),
             create_if_missing: false,
         }
     }

@@ -68,7 +68,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            slot_length: 128,
+            slot_length: 64,
             unique: true,
             value_placement: ValuePlacement::InNode,
             order: KeyOrder::Bytewise,

@@ -1,0 +1,20 @@
+# sop task runner (https://github.com/casey/just). Every recipe is a plain cargo command too.
+
+# The main job: the demo on the embedded default.
+demo *ARGS:
+    cargo run --release -p sop-cli -- demo {{ARGS}}
+
+# Everything CI runs.
+test:
+    cargo test --workspace -j2
+
+# Quick single-process figures (insert, read, scan, delete, single-item commits).
+quick-bench N="100000" SLOT="64":
+    cargo run --release -p sop --example quick_bench -- {{N}} {{SLOT}}
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+ci:
+    bash .ci/run
