@@ -2,8 +2,8 @@
 //! in-memory model (`BTreeMap<key, values-in-insertion-order>`), comparing every result.
 //!
 //! Stores use tiny nodes (slot length 4, 5 or 8) and a small key space of 1-3 byte keys that
-//! are prefixes of each other, so splits, root growth, merges and collapse happen all the
-//! time. Each case is a series of read-write transactions that commit or roll back; after
+//! are prefixes of each other, so splits, root growth, emptied nodes and root collapse happen
+//! all the time. Each case is a series of read-write transactions that commit or roll back; after
 //! each one the committed contents are checked through a read-only transaction, in both
 //! directions. Between transactions the database may be reopened (on a shared [`SimVfs`]) or
 //! maintained, and some cases checkpoint, compact and reclaim files after every few commits.

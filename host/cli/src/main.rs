@@ -1,5 +1,6 @@
 //! `sop`: the command-line door to sop databases.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -16,12 +17,15 @@ struct Cli {
 enum Cmd {
     /// Many writer threads on shared nodes: watch in-flight merges, conflicts and retries.
     Demo(demo::Args),
+    /// Runs sop and its peers (redb, LMDB, fjall, SQLite) on the same workload and prints ratios.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
