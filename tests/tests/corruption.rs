@@ -570,8 +570,11 @@ fn missing_files_are_noticed() {
         let img = sim.crash_image(CrashMode::KeepAll, 0);
         img.remove_file(&t.path).unwrap();
         let case = Case { what: "removal".into(), file: t.path.clone(), kind: t.kind };
-        if t.path == last_commit {
-            // Losing the newest commit file leaves no trace at all; only require no panic.
+        if t.path == last_commit || t.kind == Kind::Commit(true) {
+            // Losing the newest commit file leaves no trace at all. A missing replayed commit
+            // followed by later ones is detectable, but the engine opens at the older state:
+            // that bug has its own minimal test, `gap_in_replayed_commits_is_not_skipped`.
+            // Here only require no panic.
             let r = catch_unwind(AssertUnwindSafe(|| read_everything(&img)));
             assert!(r.is_ok(), "panic after removing {}", t.path.display());
             continue;
@@ -584,4 +587,43 @@ fn missing_files_are_noticed() {
         });
     }
     tally.report("missing files", started);
+}
+
+/// ENGINE BUG (fails at the time of writing): recovery replays commit files in sequence and
+/// stops at the first missing number without looking further, so a database whose commit N is
+/// gone but whose commits N+1.. are still there opens "successfully" at state N-1: the
+/// acknowledged commits N+1.. are silently dropped. Worse, the next commit reuses sequence N;
+/// the one after collides with the stale file N+1, rebases, and replays it on top, because
+/// its registry preconditions (versions = sequence numbers) match: the new commit N's writes
+/// then vanish too (observed: of writes 10..13 after reopening, 10 was lost and the stale
+/// commit 6's items reappeared). See `catch_up` in host/engine/src/db/replay.rs: on `NotFound`
+/// with no newer checkpoint it returns `Ok(())` without checking for later commit files.
+#[test]
+fn gap_in_replayed_commits_is_not_skipped() {
+    let sim = SimVfs::new();
+    let db = Database::open_with(ROOT, options(&sim, true)).unwrap();
+    db.transact(|tx| tx.create_store("s", StoreOptions::default()).map(|_| ())).unwrap(); // commit 1
+    let add = |i: u8| {
+        let tx = db.begin_write().unwrap();
+        tx.open_store("s").unwrap().add(&[i], b"v").unwrap();
+        tx.commit().unwrap().seq
+    };
+    // Commits 2..=4; the 4th commit writes a checkpoint (checkpoint_every is 4). Then 5 and 6.
+    let seqs: Vec<u64> = (0..5).map(add).collect();
+    assert_eq!(seqs, [2, 3, 4, 5, 6]);
+    drop(db);
+    let img = sim.crash_image(CrashMode::KeepAll, 0);
+    let names = img.list_dir(&Path::new(ROOT).join("checkpoints")).unwrap();
+    assert!(names.iter().any(|n| n.starts_with("00000000000000000004")), "checkpoint at 4: {names:?}");
+    // Commits 5 and 6 come after the checkpoint; lose 5.
+    let gone = Path::new(ROOT).join("commits").join("00000000000000000005.commit");
+    img.remove_file(&gone).unwrap();
+    match read_everything(&img) {
+        Err(Error::Corrupt { file, .. }) => assert_eq!(file, gone),
+        Err(e) => panic!("expected Error::Corrupt naming the missing commit 5, got {e:?}"),
+        Ok(got) => panic!(
+            "commit 5 is missing but commit 6 exists, yet the database opened silently at an older state: {:?}",
+            got["s"].iter().map(|(k, _)| k[0]).collect::<Vec<_>>()
+        ),
+    }
 }

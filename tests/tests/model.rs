@@ -514,7 +514,7 @@ impl Harness {
                 prop_assert_eq!(engine(s.count())?, m.len() as u64, "{:?}", op);
             }
             Op::Range { lo, hi, rev } => {
-                let (lo, hi) = avoid_reversed_range_panic(self.setup.bound(lo), self.setup.bound(hi));
+                let (lo, hi) = (self.setup.bound(lo), self.setup.bound(hi));
                 let got = if *rev {
                     collect(s.range_rev((lo.clone(), hi.clone())))?
                 } else {
@@ -645,24 +645,6 @@ impl Harness {
             }
         }
         Ok(())
-    }
-}
-
-/// ENGINE BUG (see `reversed_range_with_pending_writes_is_empty`): `Store::range` and
-/// `range_rev` panic inside `BTreeMap::range` when the transaction has buffered writes in the
-/// store and the bounds are reversed. Until that is fixed, reversed bounds are swapped so the
-/// model test can explore everything else. Set to `false` once the engine is fixed.
-const AVOID_REVERSED_RANGE_PANIC: bool = true;
-
-fn avoid_reversed_range_panic(lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    if !AVOID_REVERSED_RANGE_PANIC {
-        return (lo, hi);
-    }
-    match (&lo, &hi) {
-        // Another empty range, one the engine handles.
-        (Bound::Excluded(l), Bound::Excluded(h)) if l == h => (Bound::Included(l.clone()), hi),
-        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) if l > h => (hi, lo),
-        _ => (lo, hi),
     }
 }
 

@@ -50,7 +50,7 @@ mod txn;
 mod typed;
 pub mod vfs;
 
-pub use db::{Database, DbOptions};
+pub use db::{Database, DbOptions, DbReport, StoreReport, VerifyReport};
 pub use error::{Error, Result};
 pub use format::meta::{KeyOrder, StoreMeta, StoreOptions, ValuePlacement};
 pub use retry::RetryPolicy;

@@ -77,6 +77,10 @@ impl Space {
         }
     }
 
+    pub fn file_count(&self) -> u64 {
+        self.files.len() as u64
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.total).sum()
     }

@@ -2,6 +2,7 @@
 //! machinery behind transactions (commit pipeline in [`commit`], replay in [`replay`],
 //! checkpoints and space reclamation in [`maintenance`]).
 
+mod check;
 mod commit;
 pub(crate) mod files;
 mod maintenance;
@@ -17,6 +18,7 @@ use crate::tree::NodeSource;
 use crate::txn::Transaction;
 use crate::vfs::{StdVfs, Vfs};
 use crate::{OrderCodec, Stats};
+pub use check::{DbReport, StoreReport, VerifyReport};
 pub(crate) use commit::{CatalogOp, CommitQueue, PendingTxn, StoreWriteSet, WriteOp};
 use files::{FileTable, Layout, NodeCache};
 use maintenance::Space;

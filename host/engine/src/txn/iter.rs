@@ -27,6 +27,21 @@ pub struct Iter<'t> {
 impl<'t> Iter<'t> {
     pub(crate) fn new(store: Store<'t>, lo: Bound<IKey>, hi: Bound<IKey>, forward: bool) -> Result<Self> {
         store.check_open()?;
+        if range_is_empty(&lo, &hi) {
+            // std's BTreeMap::range panics on inverted bounds; an inverted range is empty.
+            return Ok(Iter {
+                store,
+                tree: TreeCursor::default(),
+                tree_live: false,
+                own: Vec::new(),
+                oi: 0,
+                lo,
+                hi,
+                forward,
+                last: None,
+                done: false,
+            });
+        }
         let (root, mut own) = {
             let inner = store.tx.inner.borrow();
             let st = &inner.stores[store.idx];
@@ -114,6 +129,16 @@ impl<'t> Iter<'t> {
         };
         let (lo, hi) = if self.forward { (self.lo.clone(), reached) } else { (reached, self.hi.clone()) };
         self.store.tx.record_read(self.store.idx, lo, hi);
+    }
+}
+
+fn range_is_empty(lo: &Bound<IKey>, hi: &Bound<IKey>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b))
+        | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        _ => false,
     }
 }
 
