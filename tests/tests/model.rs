@@ -690,13 +690,8 @@ fn key_encoding_is_injective_and_has_prefixes() {
     }
 }
 
-/// ENGINE BUG: a range with reversed bounds is empty in a read-only transaction (and in a
-/// read-write one with no buffered writes in the store), but panics with "range start is
-/// greater than range end in BTreeMap" once the transaction has written to the store:
-/// `Iter::new` (host/engine/src/txn/iter.rs:34) passes the bounds to `BTreeMap::range` over
-/// the buffered writes, which panics when start > end or when start == end and both are
-/// excluded (e.g. `(Excluded(k), Excluded(k))`, whose internal bounds are `(k, u64::MAX)` and
-/// `(k, 0)`).
+/// Regression: a range with inverted bounds is empty, also after the transaction has written
+/// to the store (it used to panic inside `BTreeMap::range` over the buffered writes).
 #[test]
 fn reversed_range_with_pending_writes_is_empty() -> sop::Result<()> {
     let sim = SimVfs::new();
