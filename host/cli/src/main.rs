@@ -1,7 +1,9 @@
 //! `sop`: the command-line door to sop databases.
 
 mod bench;
+mod check;
 mod demo;
+mod kv;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +21,21 @@ enum Cmd {
     Demo(demo::Args),
     /// Runs sop and its peers (redb, LMDB, fjall, SQLite) on the same workload and prints ratios.
     Bench(bench::Args),
+    /// Shows stores, their options, counts, tree shape and space use.
+    Inspect(check::Args),
+    /// Checks the whole structure; exits non-zero with a report on any problem.
+    Verify(check::Args),
+    /// Creates, lists or removes stores.
+    #[command(subcommand)]
+    Store(kv::StoreCmd),
+    /// Prints a key's value (keys and values: UTF-8 text or 0x hex).
+    Get(kv::GetArgs),
+    /// Inserts or replaces a key (creates the store, and the database, if missing).
+    Put(kv::PutArgs),
+    /// Removes a key.
+    Del(kv::DelArgs),
+    /// Lists items in key order.
+    Scan(kv::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +43,13 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Inspect(a) => check::inspect(a),
+        Cmd::Verify(a) => check::verify(a),
+        Cmd::Store(c) => kv::store(c),
+        Cmd::Get(a) => kv::get(a),
+        Cmd::Put(a) => kv::put(a),
+        Cmd::Del(a) => kv::del(a),
+        Cmd::Scan(a) => kv::scan(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
