@@ -159,7 +159,8 @@ fn read_everything(sim: &SimVfs) -> sop::Result<Model> {
     let mut out = Model::new();
     for name in tx.store_names()? {
         let s = tx.open_store(&name)?;
-        let fwd: Vec<(Vec<u8>, Vec<u8>)> = s.iter()?.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<sop::Result<_>>()?;
+        let fwd: Vec<(Vec<u8>, Vec<u8>)> =
+            s.iter()?.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<sop::Result<_>>()?;
         let mut rev: Vec<(Vec<u8>, Vec<u8>)> =
             s.iter_rev()?.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<sop::Result<_>>()?;
         rev.reverse();
@@ -318,7 +319,13 @@ impl Tally {
         for f in self.failures.iter().take(40) {
             println!("  FAILURE: {f}");
         }
-        assert!(self.failures.is_empty(), "{title}: {} of {} cases failed (first: {})", self.failures.len(), self.cases, self.failures[0]);
+        assert!(
+            self.failures.is_empty(),
+            "{title}: {} of {} cases failed (first: {})",
+            self.failures.len(),
+            self.cases,
+            self.failures[0]
+        );
     }
 }
 
@@ -368,7 +375,7 @@ fn flipped_bytes_never_panic_and_never_lie() {
                 // A damaged version field reads as a (different) version only in bytes 4..8.
                 Error::UnsupportedFormat { .. } => in_version,
                 Error::Corrupt { .. } => true,
-                // Damage that may only be found once a record is read, never at open.
+                // Every file is still there and readable: SnapshotTooOld or Io would be wrong.
                 _ => false,
             });
         }
@@ -423,14 +430,18 @@ fn truncated_files_never_panic_and_never_lie() {
         for len in lens {
             let img = sim.crash_image(CrashMode::KeepAll, 0);
             img.truncate(&t.path, len).unwrap();
-            let case = Case { what: format!("truncation to {len} of {} bytes", t.len), file: t.path.clone(), kind: t.kind };
+            let case =
+                Case { what: format!("truncation to {len} of {} bytes", t.len), file: t.path.clone(), kind: t.kind };
             tally.run(&img, &model, case, &|e| matches!(e, Error::Corrupt { .. }));
         }
     }
     tally.report("truncated files", started);
     for ((kind, outcome), n) in &tally.outcomes {
         if *outcome == Outcome::Correct {
-            assert!(kind == "covered commit" || kind == "older checkpoint", "{n} truncations of a {kind} went unnoticed");
+            assert!(
+                kind == "covered commit" || kind == "older checkpoint",
+                "{n} truncations of a {kind} went unnoticed"
+            );
         }
     }
 }
@@ -571,9 +582,8 @@ fn missing_files_are_noticed() {
         img.remove_file(&t.path).unwrap();
         let case = Case { what: "removal".into(), file: t.path.clone(), kind: t.kind };
         if t.path == last_commit || t.kind == Kind::Commit(true) {
-            // Losing the newest commit file leaves no trace at all. A missing replayed commit
-            // followed by later ones is detectable, but the engine opens at the older state:
-            // that bug has its own minimal test, `gap_in_replayed_commits_is_not_skipped`.
+            // Losing the newest commit file leaves no trace at all; a missing replayed commit
+            // followed by later ones has its own test, `gap_in_replayed_commits_is_not_skipped`.
             // Here only require no panic.
             let r = catch_unwind(AssertUnwindSafe(|| read_everything(&img)));
             assert!(r.is_ok(), "panic after removing {}", t.path.display());
@@ -581,7 +591,6 @@ fn missing_files_are_noticed() {
         }
         tally.run(&img, &model, case, &|e| match e {
             Error::Corrupt { .. } => true,
-            // A live record in a vanished file reads as "reclaimed": typed, if not ideal.
             Error::SnapshotTooOld(_) => t.kind == Kind::Commit(false),
             _ => false,
         });
@@ -589,15 +598,9 @@ fn missing_files_are_noticed() {
     tally.report("missing files", started);
 }
 
-/// ENGINE BUG (fails at the time of writing): recovery replays commit files in sequence and
-/// stops at the first missing number without looking further, so a database whose commit N is
-/// gone but whose commits N+1.. are still there opens "successfully" at state N-1: the
-/// acknowledged commits N+1.. are silently dropped. Worse, the next commit reuses sequence N;
-/// the one after collides with the stale file N+1, rebases, and replays it on top, because
-/// its registry preconditions (versions = sequence numbers) match: the new commit N's writes
-/// then vanish too (observed: of writes 10..13 after reopening, 10 was lost and the stale
-/// commit 6's items reappeared). See `catch_up` in host/engine/src/db/replay.rs: on `NotFound`
-/// with no newer checkpoint it returns `Ok(())` without checking for later commit files.
+/// Regression: a database whose commit N is gone but whose commits N+1.. are still there must
+/// refuse to open (`Corrupt` naming the missing file) rather than open at state N-1, silently
+/// dropping acknowledged commits and later replaying the stale ones on top of new writes.
 #[test]
 fn gap_in_replayed_commits_is_not_skipped() {
     let sim = SimVfs::new();

@@ -168,10 +168,7 @@ fn racing_first_commits_into_an_empty_store() {
         for h in handles {
             h.join().unwrap();
         }
-        expected.insert(
-            name,
-            (0..THREADS).flat_map(|t| (0..PER_TXN).map(move |i| (key(t, i), value(t, i)))).collect(),
-        );
+        expected.insert(name, (0..THREADS).flat_map(|t| (0..PER_TXN).map(move |i| (key(t, i), value(t, i)))).collect());
     }
     for (name, want) in &expected {
         check_contents(&db, name, want);
@@ -248,7 +245,8 @@ fn shared_counter_without_retry_counts_exactly() {
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (db, successes, conflicts, barrier) = (db.clone(), successes.clone(), conflicts.clone(), barrier.clone());
+            let (db, successes, conflicts, barrier) =
+                (db.clone(), successes.clone(), conflicts.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..ATTEMPTS {

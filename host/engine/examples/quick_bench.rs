@@ -8,7 +8,9 @@ use std::time::Instant;
 fn main() -> sop::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let slot: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(128);
+    let slot: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+    // Repeats of the read phase, to profile the read path.
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = sop::Database::create(dir.path())?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -27,14 +29,14 @@ fn main() -> sop::Result<()> {
     let ins = n as f64 / t.elapsed().as_secs_f64();
     keys.shuffle(&mut rng);
     let t = Instant::now();
-    {
+    for _ in 0..rounds {
         let tx = db.begin_read()?;
         let s = tx.open_store("b")?;
         for k in &keys {
             assert!(s.get(k)?.is_some());
         }
     }
-    let read = n as f64 / t.elapsed().as_secs_f64();
+    let read = (n * rounds) as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     {
         let tx = db.begin_read()?;

@@ -72,6 +72,12 @@ impl FileTable {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::SnapshotTooOld(seq)),
             Err(e) => return Err(Error::io(path, e)),
         };
+        let mut prefix = [0u8; record::FILE_PREFIX_LEN];
+        f.read_exact_at(&mut prefix, 0).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::corrupt(&path, "file is shorter than its header"),
+            _ => Error::io(&path, e),
+        })?;
+        record::check_prefix(&path, &prefix, record::MAGIC_COMMIT)?;
         let mut open = self.open.lock();
         if open.len() >= MAX_OPEN {
             let victim = *open.keys().next().expect("non-empty");

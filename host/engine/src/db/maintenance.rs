@@ -66,6 +66,11 @@ impl Space {
         self.commits_since_checkpoint = 0;
     }
 
+    /// Whether the file still holds records the latest state references.
+    pub fn is_live(&self, seq: u64) -> bool {
+        self.files.get(&seq).is_some_and(|f| f.live > 0)
+    }
+
     pub fn tracks(&self, seq: u64) -> bool {
         self.files.contains_key(&seq)
     }
@@ -318,7 +323,7 @@ impl DbInner {
                     parse_blob_header(payload).ok_or_else(|| Error::corrupt(&path, "bad blob record"))?;
                 let Some(meta) = by_id.get(&store) else { continue };
                 let from = Loc { seq: v, off: off as u32, len: (payload.len() + record::RECORD_HEADER_LEN) as u32 };
-                let ikey = IKey { key: Bytes::copy_from_slice(&payload[krange]), dup };
+                let ikey = IKey::new(Bytes::copy_from_slice(&payload[krange]), dup);
                 let live = cursor::get(&view, meta.root, &ikey)?
                     .is_some_and(|it| matches!(it.val, Val::Blob { loc, .. } if loc == from));
                 if live {

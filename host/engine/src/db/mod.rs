@@ -306,13 +306,24 @@ impl DbInner {
         if let Some(n) = self.cache.get(&h.loc) {
             return Ok(n);
         }
-        let n = Arc::new(self.files.read_node(id, h.loc)?);
+        let n = Arc::new(self.files.read_node(id, h.loc).map_err(|e| self.missing_file(e))?);
         self.cache.insert(h.loc, n.clone());
         Ok(n)
     }
 
     pub fn read_blob(&self, loc: Loc) -> Result<bytes::Bytes> {
-        self.files.read_blob(loc)
+        self.files.read_blob(loc).map_err(|e| self.missing_file(e))
+    }
+
+    /// A missing commit file is expected for an old snapshot (its file was reclaimed), but
+    /// corruption if the file still holds records the latest state uses.
+    fn missing_file(&self, e: Error) -> Error {
+        match e {
+            Error::SnapshotTooOld(seq) if self.space.lock().is_live(seq) => {
+                Error::corrupt(self.layout.commit(seq), "commit file is missing but still referenced")
+            }
+            other => other,
+        }
     }
 
     pub fn register_snapshot(&self, seq: u64) {

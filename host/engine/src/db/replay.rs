@@ -44,7 +44,18 @@ impl DbInner {
         if let Some(&newest) = ckpts.last() {
             self.load_checkpoint(newest)?;
         }
-        self.catch_up()
+        self.catch_up()?;
+        // A published commit is never removed before a checkpoint covers it, so a later
+        // commit file behind a missing one means a file was lost: refuse rather than silently
+        // opening an older state.
+        let seq = self.current().seq;
+        if let Some(later) = self.list_seqs(&self.layout.commits(), "commit")?.into_iter().find(|&s| s > seq + 1) {
+            return Err(Error::corrupt(
+                self.layout.commit(seq + 1),
+                format!("commit file is missing, but commit {later} exists"),
+            ));
+        }
+        Ok(())
     }
 
     fn list_seqs(&self, dir: &Path, ext: &str) -> Result<Vec<u64>> {
@@ -69,7 +80,13 @@ impl DbInner {
                             self.load_checkpoint(c)?;
                             continue;
                         }
-                        None => return Ok(()),
+                        None => {
+                            let after = self.layout.commit(next + 1);
+                            if self.vfs.exists(&after).map_err(|e| Error::io(&after, e))? {
+                                return Err(Error::corrupt(path, format!("commit file is missing, but commit {} exists", next + 1)));
+                            }
+                            return Ok(());
+                        }
                     }
                 }
                 Err(e) => return Err(Error::io(path, e)),
@@ -174,7 +191,7 @@ impl DbInner {
                 .writes
                 .iter()
                 .map(|w| {
-                    let keys = w.keys.iter().map(|(k, d)| IKey { key: Bytes::from(k.clone()), dup: *d }).collect();
+                    let keys = w.keys.iter().map(|(k, d)| IKey::new(Bytes::from(k.clone()), *d)).collect();
                     (w.store, StoreKeys { all: w.all, keys })
                 })
                 .collect(),

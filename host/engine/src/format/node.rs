@@ -15,8 +15,13 @@ use bytes::Bytes;
 
 /// A key as the tree orders it: the stored key bytes, then the duplicate id (0 in unique
 /// stores). Two items with equal keys in a non-unique store differ by `dup`.
+///
+/// The first eight key bytes are cached as a big-endian integer: comparing it first is
+/// consistent with bytewise order (shorter keys are zero-padded, and ties fall through to the
+/// full comparison) and settles almost every comparison of a binary search without `memcmp`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IKey {
+    prefix: u64,
     /// Stored key bytes.
     pub key: Bytes,
     /// Duplicate id; orders equal keys by insertion.
@@ -24,10 +29,24 @@ pub struct IKey {
 }
 
 impl IKey {
+    /// A key with a duplicate id.
+    pub fn new(key: Bytes, dup: u64) -> Self {
+        IKey { prefix: prefix_of(&key), key, dup }
+    }
+
     /// A key in a unique store.
     pub fn unique(key: Bytes) -> Self {
-        IKey { key, dup: 0 }
+        IKey::new(key, 0)
     }
+}
+
+/// The first eight bytes of `key`, zero-padded, as a big-endian integer.
+#[inline]
+pub fn prefix_of(key: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = key.len().min(8);
+    p[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(p)
 }
 
 /// A value as stored in a leaf.
@@ -185,7 +204,7 @@ fn get_ikey(r: &mut Reader<'_>, buf: &Bytes) -> Result<IKey, String> {
     let start = r.pos();
     r.take(len)?;
     let dup = r.varint()?;
-    Ok(IKey { key: buf.slice(start..start + len), dup })
+    Ok(IKey::new(buf.slice(start..start + len), dup))
 }
 
 #[cfg(test)]
@@ -197,7 +216,7 @@ mod tests {
         let leaf = Node::Leaf(vec![
             Item { ikey: IKey::unique(Bytes::from_static(b"a")), val: Val::Inline(Bytes::from_static(b"1")) },
             Item {
-                ikey: IKey { key: Bytes::from_static(b"b"), dup: 7 },
+                ikey: IKey::new(Bytes::from_static(b"b"), 7),
                 val: Val::Blob { loc: Loc { seq: 3, off: 9, len: 20 }, len: 11 },
             },
         ]);

@@ -2,7 +2,7 @@
 
 use super::NodeSource;
 use crate::error::Result;
-use crate::format::node::{IKey, Item, Node};
+use crate::format::node::{IKey, Item, Node, Val};
 use std::sync::Arc;
 
 /// A root-to-leaf path. Non-root leaves are never empty (apply removes them), so a position
@@ -163,12 +163,21 @@ impl TreeCursor {
 
 /// Exact lookup without a cursor (the point-read fast path).
 pub fn get(src: &dyn NodeSource, root: u64, key: &IKey) -> Result<Option<Item>> {
+    lookup(src, root, key, |it| it.clone())
+}
+
+/// The value stored at exactly `key`.
+pub fn get_val(src: &dyn NodeSource, root: u64, key: &IKey) -> Result<Option<Val>> {
+    lookup(src, root, key, |it| it.val.clone())
+}
+
+fn lookup<T>(src: &dyn NodeSource, root: u64, key: &IKey, f: impl FnOnce(&Item) -> T) -> Result<Option<T>> {
     let mut node = src.node(root)?;
     loop {
         let next = match &*node {
             Node::Inner { keys, children } => children[keys.partition_point(|k| k <= key)],
             Node::Leaf(items) => {
-                return Ok(items.binary_search_by(|it| it.ikey.cmp(key)).ok().map(|i| items[i].clone()));
+                return Ok(items.binary_search_by(|it| it.ikey.cmp(key)).ok().map(|i| f(&items[i])));
             }
         };
         node = src.node(next)?;

@@ -56,7 +56,7 @@ impl<'t> Cursor<'t> {
     /// rests on the next greater key (or nowhere, past the end).
     pub fn find(&mut self, key: &[u8]) -> Result<bool> {
         let k = self.store.key(key)?;
-        self.go(Bound::Included(IKey { key: k.clone(), dup: 0 }), true)?;
+        self.go(Bound::Included(IKey::new(k.clone(), 0)), true)?;
         Ok(self.cur.as_ref().is_some_and(|(c, _)| c.key == k))
     }
 
@@ -64,7 +64,7 @@ impl<'t> Cursor<'t> {
     /// the cursor rests on the next smaller key.
     pub fn find_last(&mut self, key: &[u8]) -> Result<bool> {
         let k = self.store.key(key)?;
-        self.go(Bound::Included(IKey { key: k.clone(), dup: u64::MAX }), false)?;
+        self.go(Bound::Included(IKey::new(k.clone(), u64::MAX)), false)?;
         Ok(self.cur.as_ref().is_some_and(|(c, _)| c.key == k))
     }
 

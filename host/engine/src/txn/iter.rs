@@ -93,6 +93,12 @@ impl<'t> Iter<'t> {
     }
 
     fn next_raw(&mut self) -> Result<Option<(IKey, ValSrc)>> {
+        if self.oi >= self.own.len() {
+            // No buffered writes left in the range: walk the tree alone.
+            let Some(item) = (if self.tree_live { self.tree.item().cloned() } else { None }) else { return Ok(None) };
+            self.step_tree()?;
+            return Ok(Some((item.ikey, ValSrc::Tree(item.val))));
+        }
         loop {
             let t = if self.tree_live { self.tree.item().map(|it| it.ikey.clone()) } else { None };
             let o = self.own.get(self.oi).map(|(k, _)| k.clone());
@@ -151,7 +157,10 @@ impl Iterator for Iter<'_> {
         }
         match self.next_raw() {
             Ok(Some((k, v))) if !self.beyond(&k) => {
-                self.last = Some(k.clone());
+                if !self.store.tx.is_read_only() {
+                    // Only read-write transactions record how far they scanned.
+                    self.last = Some(k.clone());
+                }
                 Some(self.store.tx.resolve(v).map(|v| (k.key, v)))
             }
             Ok(_) => {

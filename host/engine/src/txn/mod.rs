@@ -325,7 +325,7 @@ impl Transaction {
         }
         match st.root {
             None => Ok(None),
-            Some(root) => Ok(tcursor::get(&self.view(), root, key)?.map(|it| ValSrc::Tree(it.val))),
+            Some(root) => Ok(tcursor::get_val(&self.view(), root, key)?.map(ValSrc::Tree)),
         }
     }
 

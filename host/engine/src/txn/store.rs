@@ -91,12 +91,12 @@ impl<'t> Store<'t> {
 
     /// The first item with `key` (the only one in a unique store), recording the read.
     fn first_with(&self, key: &Bytes) -> Result<Option<(IKey, ValSrc)>> {
-        let lo = IKey { key: key.clone(), dup: 0 };
+        let lo = IKey::new(key.clone(), 0);
         if self.unique() {
             self.tx.record_read(self.idx, Bound::Included(lo.clone()), Bound::Included(lo.clone()));
             return Ok(self.tx.lookup(self.idx, &lo)?.map(|v| (lo, v)));
         }
-        let hi = IKey { key: key.clone(), dup: u64::MAX };
+        let hi = IKey::new(key.clone(), u64::MAX);
         self.tx.record_read(self.idx, Bound::Included(lo.clone()), Bound::Included(hi));
         Ok(self.tx.seek(self.idx, Bound::Included(lo), true)?.filter(|(k, _)| &k.key == key))
     }
@@ -131,9 +131,9 @@ impl<'t> Store<'t> {
             if self.first_with(&k)?.is_some() {
                 return Ok(false);
             }
-            self.put(IKey { key: k, dup: 0 }, v);
+            self.put(IKey::new(k, 0), v);
         } else {
-            self.put(IKey { key: k, dup: next_dup() }, v);
+            self.put(IKey::new(k, next_dup()), v);
         }
         Ok(true)
     }
@@ -146,7 +146,7 @@ impl<'t> Store<'t> {
             return Ok(false);
         }
         let dup = if self.unique() { 0 } else { next_dup() };
-        self.put(IKey { key: k, dup }, v);
+        self.put(IKey::new(k, dup), v);
         Ok(true)
     }
 
@@ -169,12 +169,12 @@ impl<'t> Store<'t> {
         self.check(true)?;
         let (k, v) = (self.key(key)?, Self::value(value)?);
         if self.unique() {
-            self.put(IKey { key: k, dup: 0 }, v);
+            self.put(IKey::new(k, 0), v);
             return Ok(());
         }
         let ik = match self.first_with(&k)? {
             Some((ik, _)) => ik,
-            None => IKey { key: k, dup: next_dup() },
+            None => IKey::new(k, next_dup()),
         };
         self.put(ik, v);
         Ok(())
@@ -281,13 +281,13 @@ impl<'t> Store<'t> {
         self.check(false)?;
         // Duplicates of one key differ by `dup`; user bounds cover all of them.
         let lo = match range.start_bound() {
-            Bound::Included(k) => Bound::Included(IKey { key: self.key_unchecked(k.as_ref())?, dup: 0 }),
-            Bound::Excluded(k) => Bound::Excluded(IKey { key: self.key_unchecked(k.as_ref())?, dup: u64::MAX }),
+            Bound::Included(k) => Bound::Included(IKey::new(self.key_unchecked(k.as_ref())?, 0)),
+            Bound::Excluded(k) => Bound::Excluded(IKey::new(self.key_unchecked(k.as_ref())?, u64::MAX)),
             Bound::Unbounded => Bound::Unbounded,
         };
         let hi = match range.end_bound() {
-            Bound::Included(k) => Bound::Included(IKey { key: self.key_unchecked(k.as_ref())?, dup: u64::MAX }),
-            Bound::Excluded(k) => Bound::Excluded(IKey { key: self.key_unchecked(k.as_ref())?, dup: 0 }),
+            Bound::Included(k) => Bound::Included(IKey::new(self.key_unchecked(k.as_ref())?, u64::MAX)),
+            Bound::Excluded(k) => Bound::Excluded(IKey::new(self.key_unchecked(k.as_ref())?, 0)),
             Bound::Unbounded => Bound::Unbounded,
         };
         Ok((lo, hi))
