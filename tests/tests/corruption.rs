@@ -381,11 +381,13 @@ fn flipped_bytes_never_panic_and_never_lie() {
         }
     }
     tally.report("flipped bytes", started);
-    // A file that recovery reads in full must never let a damaged byte through.
+    // sop.db and the newest checkpoint are read in full, so a flip there must be noticed.
+    // Commit files are read lazily (header, trailer and metadata at recovery, node images
+    // when used), so a flip in a superseded record of any commit is harmless.
     for ((kind, outcome), n) in &tally.outcomes {
         if *outcome == Outcome::Correct {
             assert!(
-                kind == "covered commit" || kind == "older checkpoint",
+                kind.ends_with("commit") || kind == "older checkpoint",
                 "{n} flips in a {kind} went unnoticed, but recovery reads all of it"
             );
         }

@@ -433,6 +433,7 @@ impl DbInner {
             names,
             freed_blobs,
             next_store_id,
+            blob_bytes: 0,
         };
         let sealed = Sealed { written, deleted, meta, blob_live };
         if self.seal(base, seq, buf, sealed)? == Publish::Rebase {

@@ -142,7 +142,9 @@ impl DbInner {
                 s.meta.registry.push(RegistryChange { node: id, expected: h.version, new: None });
             }
         }
-        record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
+        s.meta.blob_bytes = s.blob_live;
+        let meta_off = record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
+        record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
         if self.write_commit_file(seq, &buf)? == Publish::Rebase {
             return Ok(Publish::Rebase);
         }

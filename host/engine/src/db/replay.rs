@@ -8,6 +8,7 @@ use crate::format::meta::{CatalogChange, CheckpointBody, CommitMeta, FileHeader}
 use crate::format::node::IKey;
 use crate::format::record::{self, MAGIC_CHECKPOINT, MAGIC_COMMIT, tag};
 use crate::state::State;
+use crate::vfs::VFile;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -91,38 +92,13 @@ impl DbInner {
                 }
                 Err(e) => return Err(Error::io(path, e)),
             };
-            let buf = f.read_all().map_err(|e| Error::io(&path, e))?;
-            self.replay_commit(&path, next, &buf)?;
+            self.replay_commit(&path, next, &*f)?;
         }
     }
 
-    fn replay_commit(&self, path: &Path, seq: u64, buf: &[u8]) -> Result<()> {
-        record::check_prefix(path, buf, MAGIC_COMMIT)?;
-        let mut header: Option<FileHeader> = None;
-        let mut meta: Option<CommitMeta> = None;
-        let mut blob_live = 0u64;
-        for rec in record::records(path, buf) {
-            let (_, t, payload) = rec?;
-            if meta.is_some() {
-                return Err(Error::corrupt(path, "records after the commit metadata"));
-            }
-            match t {
-                tag::HEADER => {
-                    header = Some(
-                        postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad header: {e}")))?,
-                    )
-                }
-                tag::META => {
-                    meta =
-                        Some(postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))?)
-                }
-                tag::BLOB => blob_live += (payload.len() + record::RECORD_HEADER_LEN) as u64,
-                tag::NODE => {}
-                other => return Err(Error::corrupt(path, format!("unknown record tag {other}"))),
-            }
-        }
-        let header = header.ok_or_else(|| Error::corrupt(path, "missing header record"))?;
-        let meta = meta.ok_or_else(|| Error::corrupt(path, "missing commit metadata (truncated file)"))?;
+    /// Reads a commit file's header and metadata (not its node images) and installs it.
+    fn replay_commit(&self, path: &Path, seq: u64, f: &dyn VFile) -> Result<()> {
+        let (header, meta, len) = read_commit_meta(path, f)?;
         if header.db_id != self.db_id {
             return Err(Error::corrupt(path, "commit file belongs to another database"));
         }
@@ -145,7 +121,7 @@ impl DbInner {
                 }
             }
         }
-        self.install(&base, seq, &meta, buf.len() as u64, node_live + blob_live)
+        self.install(&base, seq, &meta, len, node_live + meta.blob_bytes)
     }
 
     /// Makes a commit part of the in-memory state: registry, catalog, conflict history and
@@ -268,4 +244,47 @@ impl DbInner {
         *state = Arc::new(st);
         Ok(())
     }
+}
+
+/// Reads the header record, the trailer and the metadata record of a commit file.
+pub(crate) fn read_commit_meta(path: &Path, f: &dyn VFile) -> Result<(FileHeader, CommitMeta, u64)> {
+    let io_err = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::corrupt(path, "file is truncated"),
+        _ => Error::io(path, e),
+    };
+    let len = f.len().map_err(|e| Error::io(path, e))?;
+    let min = (record::FILE_PREFIX_LEN + 2 * record::RECORD_HEADER_LEN + record::TRAILER_LEN) as u64;
+    if len < min {
+        return Err(Error::corrupt(path, format!("file is {len} bytes, too short for a commit")));
+    }
+    // The header record is small; read a generous prefix and parse its first record.
+    let mut head = vec![0u8; len.min(512) as usize];
+    f.read_exact_at(&mut head, 0).map_err(io_err)?;
+    record::check_prefix(path, &head, MAGIC_COMMIT)?;
+    let (t, payload, _) = record::parse_record(path, record::FILE_PREFIX_LEN as u64, &head[record::FILE_PREFIX_LEN..])?;
+    if t != tag::HEADER {
+        return Err(Error::corrupt(path, "missing header record"));
+    }
+    let header: FileHeader =
+        postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad header: {e}")))?;
+    let trailer_at = len - record::TRAILER_LEN as u64;
+    let mut trailer = [0u8; record::TRAILER_LEN];
+    f.read_exact_at(&mut trailer, trailer_at).map_err(io_err)?;
+    let (t, payload, _) = record::parse_record(path, trailer_at, &trailer)?;
+    if t != tag::TRAILER || payload.len() != 8 {
+        return Err(Error::corrupt(path, "missing trailer record (truncated file?)"));
+    }
+    let meta_at = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+    if meta_at < record::FILE_PREFIX_LEN as u64 || meta_at >= trailer_at {
+        return Err(Error::corrupt(path, format!("trailer points at offset {meta_at}, outside the file")));
+    }
+    let mut mbuf = vec![0u8; (trailer_at - meta_at) as usize];
+    f.read_exact_at(&mut mbuf, meta_at).map_err(io_err)?;
+    let (t, payload, used) = record::parse_record(path, meta_at, &mbuf)?;
+    if t != tag::META || used != mbuf.len() {
+        return Err(Error::corrupt(path, "trailer does not point at the commit metadata"));
+    }
+    let meta: CommitMeta =
+        postcard::from_bytes(payload).map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))?;
+    Ok((header, meta, len))
 }

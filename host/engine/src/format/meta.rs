@@ -165,6 +165,8 @@ pub struct CommitMeta {
     pub freed_blobs: Vec<Loc>,
     /// Next store id to hand out.
     pub next_store_id: u64,
+    /// Total length of this file's blob records (for space accounting without reading them).
+    pub blob_bytes: u64,
 }
 
 /// Space accounting of one commit file.

@@ -34,7 +34,13 @@ pub mod tag {
     pub const META: u8 = 4;
     /// Checkpoint body (postcard struct).
     pub const CHECKPOINT: u8 = 5;
+    /// Last record of a commit file: `meta_offset:u64le`, so readers find the metadata
+    /// without reading node images.
+    pub const TRAILER: u8 = 6;
 }
+
+/// Length of a commit file's trailer record.
+pub const TRAILER_LEN: usize = RECORD_HEADER_LEN + 8;
 
 /// Starts a file with its magic and the current format version.
 pub fn begin_file(out: &mut Vec<u8>, magic: [u8; 4]) {
