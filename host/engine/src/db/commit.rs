@@ -446,26 +446,30 @@ impl DbInner {
         Ok((Publish::Done, merged.into_iter().map(|m| CommitInfo { seq, merged: m }).collect()))
     }
 
-    /// Writes `buf` to a temp file, makes it durable, publishes it under its sequence number
-    /// with an exclusive link, and makes the name durable. Any failure after the first byte
-    /// reaches the file system poisons the handle.
-    pub(crate) fn write_commit_file(&self, seq: u64, buf: &[u8]) -> Result<Publish> {
+    /// Writes `buf` to a temp file and makes it durable. Any failure poisons the handle.
+    pub(crate) fn write_tmp(&self, seq: u64, buf: &[u8]) -> Result<std::path::PathBuf> {
         let tmp = files::tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
+        let fail = |e: io::Error| self.poison(&Error::io(&tmp, e));
+        let f = self.vfs.create_new(&tmp).map_err(fail)?;
+        f.write_at(buf, 0).map_err(fail)?;
+        f.sync_data().map_err(fail)?;
+        Ok(tmp)
+    }
+
+    /// Publishes a synced temp file as commit `seq` with an exclusive link, then makes the
+    /// name durable. Call with the apply lock held. Any failure poisons the handle.
+    pub(crate) fn link_tmp(&self, seq: u64, tmp: &std::path::Path) -> Result<Publish> {
         let fail = |e: io::Error, p: &std::path::Path| self.poison(&Error::io(p, e));
-        let f = self.vfs.create_new(&tmp).map_err(|e| fail(e, &tmp))?;
-        f.write_at(buf, 0).map_err(|e| fail(e, &tmp))?;
-        f.sync_data().map_err(|e| fail(e, &tmp))?;
-        drop(f);
         let target = self.layout.commit(seq);
-        match self.vfs.link(&tmp, &target) {
+        match self.vfs.link(tmp, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = self.vfs.remove_file(&tmp);
+                let _ = self.vfs.remove_file(tmp);
                 return Ok(Publish::Rebase);
             }
             Err(e) => return Err(fail(e, &target)),
         }
-        let _ = self.vfs.remove_file(&tmp);
+        let _ = self.vfs.remove_file(tmp);
         // A writer paused since before a checkpoint may have linked into a sequence number
         // that was already used and reclaimed. Such a file is void: take it back and rebase.
         let ckpts = self.layout.checkpoints();

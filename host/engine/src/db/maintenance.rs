@@ -145,7 +145,12 @@ impl DbInner {
         s.meta.blob_bytes = s.blob_live;
         let meta_off = record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
         record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
-        if self.write_commit_file(seq, &buf)? == Publish::Rebase {
+        let tmp = self.write_tmp(seq, &buf)?;
+        // From the link to the install nobody else may change the in-memory state, or a
+        // catch-up could replay our own file before we install it.
+        let _apply = self.apply_lock.lock();
+        if self.current().seq != base.seq || self.link_tmp(seq, &tmp)? == Publish::Rebase {
+            let _ = self.vfs.remove_file(&tmp);
             return Ok(Publish::Rebase);
         }
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);

@@ -108,6 +108,9 @@ pub(crate) struct DbInner {
     /// Random id of this handle; names its temp files and is recorded in its commits.
     pub writer: u64,
     pub state: RwLock<Arc<State>>,
+    /// Serialises changes of `state` (install, catch-up, checkpoint load) with the publication
+    /// of our own commits.
+    pub apply_lock: Mutex<()>,
     pub queue: Mutex<CommitQueue>,
     pub queue_cv: Condvar,
     pub history: Mutex<History>,
@@ -178,6 +181,7 @@ impl Database {
             db_id,
             writer: rand::random(),
             state: RwLock::new(Arc::new(State::default())),
+            apply_lock: Mutex::new(()),
             queue: Mutex::new(CommitQueue::default()),
             queue_cv: Condvar::new(),
             history: Mutex::new(History::default()),

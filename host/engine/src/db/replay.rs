@@ -41,11 +41,12 @@ pub(crate) struct History {
 impl DbInner {
     /// Runs on open: newest checkpoint, then every later commit.
     pub(super) fn recover(&self) -> Result<()> {
+        let _apply = self.apply_lock.lock();
         let ckpts = self.list_seqs(&self.layout.checkpoints(), "ckpt")?;
         if let Some(&newest) = ckpts.last() {
             self.load_checkpoint(newest)?;
         }
-        self.catch_up()?;
+        self.catch_up_locked()?;
         // A published commit is never removed before a checkpoint covers it, so a later
         // commit file behind a missing one means a file was lost: refuse rather than silently
         // opening an older state.
@@ -69,6 +70,22 @@ impl DbInner {
     /// Applies every commit file newer than the current state (written by other processes, or
     /// found at open). If the next file was already reclaimed, reloads the newest checkpoint.
     pub(crate) fn catch_up(&self) -> Result<()> {
+        let _apply = self.apply_lock.lock();
+        self.catch_up_locked()
+    }
+
+    /// Cheap check for commits by other processes, for transactions to start on fresh state:
+    /// one `stat` when nothing is new.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let next = self.layout.commit(self.current().seq + 1);
+        if self.vfs.exists(&next).map_err(|e| Error::io(&next, e))? {
+            self.catch_up()?;
+        }
+        Ok(())
+    }
+
+    /// [`DbInner::catch_up`] with the apply lock held.
+    fn catch_up_locked(&self) -> Result<()> {
         loop {
             let next = self.current().seq + 1;
             let path = self.layout.commit(next);
@@ -125,7 +142,7 @@ impl DbInner {
     }
 
     /// Makes a commit part of the in-memory state: registry, catalog, conflict history and
-    /// space accounting.
+    /// space accounting. Call with the apply lock held.
     pub(crate) fn install(&self, base: &State, seq: u64, meta: &CommitMeta, total: u64, live: u64) -> Result<()> {
         let mut st = base.clone();
         st.seq = seq;

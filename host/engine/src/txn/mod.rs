@@ -68,6 +68,7 @@ pub(crate) enum ValSrc {
 impl Transaction {
     pub(crate) fn begin(db: Arc<DbInner>, write: bool) -> Result<Transaction> {
         db.check_poison()?;
+        db.refresh()?;
         let snap = {
             let st = db.state.read();
             db.register_snapshot(st.seq);
