@@ -419,8 +419,8 @@ fn create_header(vfs: &dyn Vfs, layout: &Layout) -> Result<[u8; 16]> {
     let mut buf = Vec::new();
     record::begin_file(&mut buf, MAGIC_DB);
     record::put_record(&mut buf, tag::HEADER, &postcard::to_allocvec(&header).expect("header serialises"));
-    let tmp: PathBuf = root.join("sop.db.tmp");
-    let _ = vfs.remove_file(&tmp);
+    // A unique temp name: several processes may create the same database at once.
+    let tmp: PathBuf = root.join(format!("sop.db.{:016x}.tmp", rand::random::<u64>()));
     let f = vfs.create_new(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_at(&buf, 0).map_err(|e| Error::io(&tmp, e))?;
     f.sync_data().map_err(|e| Error::io(&tmp, e))?;
