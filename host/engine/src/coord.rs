@@ -37,6 +37,11 @@ pub trait Coordinator: Send + Sync {
     fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, CoordError>;
     /// Releases a lease if (and only if) it is still ours: compare-and-delete.
     fn release(&self, lease: &Lease) -> Result<(), CoordError>;
+    /// Whether this coordinator spans processes and hosts ("cluster" mode) rather than one
+    /// process ("embedded"). A folder is never used in both modes at once.
+    fn is_cluster(&self) -> bool {
+        false
+    }
 }
 
 /// In-process coordinator: the embedded default.

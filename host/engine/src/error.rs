@@ -120,6 +120,20 @@ pub enum Error {
     #[error("snapshot at commit {0} is too old: its files were reclaimed; retry the transaction")]
     SnapshotTooOld(u64),
 
+    /// The coordinator (Redis in swarm mode) cannot be reached. Nothing was written; the
+    /// operation can be retried once it is back.
+    #[error("coordinator unavailable: {0}")]
+    Coordinator(String),
+
+    /// The database is in use in another mode (embedded vs. cluster) by another process.
+    #[error("{path} is open in {other} mode by another process; open it in the same mode or stop that process")]
+    ModeConflict {
+        /// The database folder.
+        path: PathBuf,
+        /// The mode in use.
+        other: String,
+    },
+
     /// A typed value could not be (de)serialised.
     #[error("value codec error: {0}")]
     Codec(String),

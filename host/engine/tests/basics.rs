@@ -180,3 +180,51 @@ fn duplicates_keep_insertion_order() {
     assert_eq!(s.get(b"k").unwrap().unwrap()[0], 1);
     tx.commit().unwrap();
 }
+
+/// A coordinator that claims to span processes, to exercise mode detection without Redis.
+struct FakeCluster(sop::coord::EmbeddedCoordinator);
+
+impl sop::coord::Coordinator for FakeCluster {
+    fn try_acquire(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<sop::coord::Lease>, sop::coord::CoordError> {
+        self.0.try_acquire(name, ttl)
+    }
+    fn acquire(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Result<Option<sop::coord::Lease>, sop::coord::CoordError> {
+        self.0.acquire(name, ttl, wait)
+    }
+    fn renew(&self, lease: &sop::coord::Lease, ttl: std::time::Duration) -> Result<bool, sop::coord::CoordError> {
+        self.0.renew(lease, ttl)
+    }
+    fn release(&self, lease: &sop::coord::Lease) -> Result<(), sop::coord::CoordError> {
+        self.0.release(lease)
+    }
+    fn is_cluster(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn embedded_and_cluster_modes_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = || sop::DbOptions {
+        coordinator: std::sync::Arc::new(FakeCluster(Default::default())),
+        create_if_missing: true,
+        ..Default::default()
+    };
+    let embedded = Database::create(dir.path()).unwrap();
+    let second = Database::open(dir.path()).expect("two embedded handles may share a folder");
+    assert!(matches!(Database::open_with(dir.path(), cluster()), Err(Error::ModeConflict { .. })));
+    drop((embedded, second));
+    let c = Database::open_with(dir.path(), cluster()).expect("cluster mode once embedded users are gone");
+    assert!(matches!(Database::open(dir.path()), Err(Error::ModeConflict { .. })));
+    drop(c);
+    Database::open(dir.path()).expect("and back to embedded");
+}

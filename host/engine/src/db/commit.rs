@@ -124,17 +124,42 @@ impl DbInner {
     fn run_batch(&self, batch: &[Arc<Slot>]) {
         let txns: Vec<PendingTxn> = batch.iter().map(|s| s.txn.lock().take().unwrap_or_default()).collect();
         let mut results: Vec<Option<Result<CommitInfo>>> = (0..txns.len()).map(|_| None).collect();
+        // The commit lease keeps processes from racing for the same sequence number and
+        // wasting their work on rebases. Safety never depends on it (see PROTOCOL.md,
+        // "Fencing"): if it cannot be had in time we publish anyway; if the coordinator is
+        // unreachable the batch fails fast.
+        let lease = match self.opts.coordinator.acquire("commit", self.opts.lease_ttl, self.opts.lease_ttl) {
+            Ok(l) => l,
+            Err(e) => {
+                let err = Error::Coordinator(e.to_string());
+                for slot in batch {
+                    *slot.result.lock() = Some(Err(clone_err(&err)));
+                }
+                return;
+            }
+        };
+        self.batch_under_lease(&txns, &mut results);
+        if let Some(l) = lease {
+            // A failed release only delays the next holder by the TTL.
+            let _ = self.opts.coordinator.release(&l);
+        }
+        for (slot, r) in batch.iter().zip(results) {
+            *slot.result.lock() = Some(r.unwrap_or_else(|| Err(Error::Conflict("commit was not attempted".into()))));
+        }
+    }
+
+    fn batch_under_lease(&self, txns: &[PendingTxn], results: &mut [Option<Result<CommitInfo>>]) {
         loop {
             if let Err(e) = self.check_poison().and_then(|_| self.catch_up()) {
-                fill(&mut results, |_| Err(clone_err(&e)));
+                fill(results, |_| Err(clone_err(&e)));
                 break;
             }
             let base = self.current();
-            let accepted = self.validate(&base, &txns, &mut results);
+            let accepted = self.validate(&base, txns, results);
             if accepted.is_empty() {
                 break;
             }
-            match self.publish(&base, &txns, &accepted) {
+            match self.publish(&base, txns, &accepted) {
                 Ok((Publish::Done, infos)) => {
                     for (i, info) in accepted.iter().zip(infos) {
                         results[*i] = Some(Ok(info));
@@ -152,9 +177,6 @@ impl DbInner {
                     break;
                 }
             }
-        }
-        for (slot, r) in batch.iter().zip(results) {
-            *slot.result.lock() = Some(r.unwrap_or_else(|| Err(Error::Conflict("commit was not attempted".into()))));
         }
     }
 
@@ -577,6 +599,7 @@ pub(crate) fn clone_err(e: &Error) -> Error {
         Error::StoreNotFound(s) => Error::StoreNotFound(s.clone()),
         Error::StoreExists(s) => Error::StoreExists(s.clone()),
         Error::SnapshotTooOld(s) => Error::SnapshotTooOld(*s),
+        Error::Coordinator(s) => Error::Coordinator(s.clone()),
         other => Error::Conflict(other.to_string()),
     }
 }

@@ -50,6 +50,9 @@ pub struct DbOptions {
     pub reclaim_grace: Duration,
     /// Create the database if the folder holds none.
     pub create_if_missing: bool,
+    /// Time-to-live of the commit lease (default 5 s). A process that dies holding it delays
+    /// the others by at most this long.
+    pub lease_ttl: Duration,
 }
 
 impl Default for DbOptions {
@@ -63,6 +66,7 @@ impl Default for DbOptions {
             compact_min_bytes: 8 << 20,
             reclaim_grace: Duration::from_secs(5),
             create_if_missing: false,
+            lease_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -76,6 +80,7 @@ impl std::fmt::Debug for DbOptions {
             .field("compact_min_bytes", &self.compact_min_bytes)
             .field("reclaim_grace", &self.reclaim_grace)
             .field("create_if_missing", &self.create_if_missing)
+            .field("lease_ttl", &self.lease_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +106,8 @@ pub struct Database {
 }
 
 pub(crate) struct DbInner {
+    /// Shared lock on `<mode>.lock`, held while the database is open.
+    _mode_lock: crate::vfs::FileLock,
     pub layout: Layout,
     pub vfs: Arc<dyn Vfs>,
     pub opts: DbOptions,
@@ -173,7 +180,9 @@ impl Database {
         for d in [layout.commits(), layout.checkpoints(), layout.tmp()] {
             vfs.create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
+        let mode_lock = take_mode_lock(&*vfs, &layout, opts.coordinator.is_cluster())?;
         let inner = Arc::new(DbInner {
+            _mode_lock: mode_lock,
             files: FileTable::new(vfs.clone(), layout.clone()),
             cache: NodeCache::new(opts.cache_bytes),
             layout,
@@ -379,6 +388,28 @@ impl NodeSource for View<'_> {
     fn node(&self, id: u64) -> Result<Arc<Node>> {
         self.db.node_in(self.state, id)
     }
+}
+
+/// Refuses to open a folder that another process uses in the other mode. Embedded users
+/// coordinate only inside their process, cluster users through Redis; mixing them would let
+/// embedded writers ignore the swarm's leases (still safe, thanks to fencing, but every
+/// commit would then race). Several processes in the same mode may share the folder.
+fn take_mode_lock(vfs: &dyn Vfs, layout: &Layout, cluster: bool) -> Result<crate::vfs::FileLock> {
+    let (mine, other) = if cluster { ("cluster", "embedded") } else { ("embedded", "cluster") };
+    let path = |m: &str| layout.root.join(format!("{m}.lock"));
+    let guard_path = layout.root.join("mode.lock");
+    let io = |p: &Path, e: io::Error| Error::io(p, e);
+    // The guard makes "check the other mode, then join mine" atomic between processes.
+    let _guard = vfs.lock_file(&guard_path, true, true).map_err(|e| io(&guard_path, e))?;
+    let other_path = path(other);
+    match vfs.lock_file(&other_path, true, false).map_err(|e| io(&other_path, e))? {
+        Some(l) => drop(l),
+        None => return Err(Error::ModeConflict { path: layout.root.clone(), other: other.into() }),
+    }
+    let mine_path = path(mine);
+    vfs.lock_file(&mine_path, false, false)
+        .map_err(|e| io(&mine_path, e))?
+        .ok_or_else(|| Error::ModeConflict { path: layout.root.clone(), other: other.into() })
 }
 
 fn read_header(vfs: &dyn Vfs, layout: &Layout) -> Result<Option<DbHeader>> {

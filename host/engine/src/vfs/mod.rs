@@ -73,4 +73,15 @@ pub trait Vfs: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Takes an advisory lock on `path` (created if missing), shared or exclusive, waiting
+    /// for it or not. `Ok(None)`: someone else holds a conflicting lock. The lock lasts as
+    /// long as the returned guard. Used only to tell embedded and cluster users of one folder
+    /// apart, never for commit safety; the default (for simulated file systems) always grants.
+    fn lock_file(&self, _path: &Path, _exclusive: bool, _wait: bool) -> io::Result<Option<FileLock>> {
+        Ok(Some(FileLock(Box::new(()))))
+    }
 }
+
+/// A held advisory lock; released on drop.
+pub struct FileLock(pub Box<dyn std::any::Any + Send + Sync>);

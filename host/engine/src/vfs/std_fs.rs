@@ -1,6 +1,6 @@
 //! [`Vfs`] over the operating system's file system.
 
-use super::{VFile, Vfs};
+use super::{FileLock, VFile, Vfs};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -62,5 +62,23 @@ impl Vfs for StdVfs {
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+    fn lock_file(&self, path: &Path, exclusive: bool, wait: bool) -> io::Result<Option<FileLock>> {
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let got = match (exclusive, wait) {
+            (true, true) => f.lock().map(|_| true),
+            (false, true) => f.lock_shared().map(|_| true),
+            (true, false) => try_result(f.try_lock()),
+            (false, false) => try_result(f.try_lock_shared()),
+        }?;
+        Ok(got.then(|| FileLock(Box::new(f))))
+    }
+}
+
+fn try_result(r: Result<(), std::fs::TryLockError>) -> io::Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
