@@ -41,6 +41,7 @@
 pub mod coord;
 mod db;
 mod error;
+mod failpoint;
 pub mod format;
 pub mod keys;
 mod retry;

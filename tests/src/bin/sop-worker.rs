@@ -1,18 +1,30 @@
-//! A worker process for multi-process tests: `sop-worker <dir> <command> [args]`.
+//! A worker process for the multi-process tests.
 //!
-//! * `insert <id> <n> <batch> <slot>`: adds keys `id*1_000_000 + i` (big-endian u64) for
-//!   `i < n`, `batch` per transaction, into store `s` (created on first use by whichever
-//!   process gets there first), with plain commits and no retry helper.
-//! * `incr <n>`: increments counter `c` in store `s` `n` times through `transact`.
+//! `sop-worker [--redis URL] [--prefix P] [--lease-ms N] [--skip-read-validation] DIR CMD ARGS`
 //!
-//! Prints one line `ok <commits> <conflicts> <merges>` on success.
+//! | command | what it does |
+//! |---|---|
+//! | `insert ID N BATCH SLOT` | adds keys `ID*1e6+i`, BATCH per plain commit (no retry) |
+//! | `incr N [noretry]` | increments counter `c`; through `transact`, or with plain commits |
+//! | `bank-init ACCOUNTS TOTAL` | creates accounts holding TOTAL in all |
+//! | `bank ID TRANSFERS LOG` | random transfers (transact) and read-only snapshots (logged) |
+//! | `append ID TXNS KEYS LOG` | list-append transactions, each logged as invoked and finished |
+//! | `phantom ID RANGES` | per range: scan it, insert into it only if empty |
+//!
+//! Logs are JSON lines; a finished transaction's line is synced before the next begins.
+//! Prints `ok <commits> <conflicts> <merges> <successes>` on success.
 
-use sop::{Database, Error, StoreOptions};
+use rand::Rng;
+use serde_json::json;
+use sop::{Database, DbOptions, Error, StoreOptions};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match run(&args) {
+    match run() {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -24,49 +36,236 @@ fn main() -> ExitCode {
     }
 }
 
+struct Opts {
+    redis: Option<String>,
+    prefix: String,
+    lease_ms: u64,
+    skip_reads: bool,
+    rest: Vec<String>,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts { redis: None, prefix: "sop".into(), lease_ms: 5000, skip_reads: false, rest: Vec::new() };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--redis" => o.redis = Some(it.next().ok_or("--redis needs a URL")?),
+            "--prefix" => o.prefix = it.next().ok_or("--prefix needs a value")?,
+            "--lease-ms" => o.lease_ms = it.next().and_then(|v| v.parse().ok()).ok_or("--lease-ms needs a number")?,
+            "--skip-read-validation" => o.skip_reads = true,
+            _ => o.rest.push(a),
+        }
+    }
+    Ok(o)
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> Result<T, String> {
     args.get(i).and_then(|s| s.parse().ok()).ok_or_else(|| format!("argument {i} missing or invalid"))
 }
 
-fn run(args: &[String]) -> Result<String, String> {
-    let dir: String = arg(args, 1)?;
-    let cmd: String = arg(args, 2)?;
-    let db = Database::open_or_create(&dir).map_err(|e| e.to_string())?;
-    let e = |e: Error| e.to_string();
+fn e(err: Error) -> String {
+    err.to_string()
+}
+
+struct Log(File);
+
+impl Log {
+    fn open(path: &str) -> Result<Log, String> {
+        OpenOptions::new().create(true).append(true).open(path).map(Log).map_err(|e| format!("{path}: {e}"))
+    }
+    fn line(&mut self, v: serde_json::Value, sync: bool) -> Result<(), String> {
+        writeln!(self.0, "{v}").map_err(|e| e.to_string())?;
+        if sync {
+            self.0.sync_data().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_list(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+}
+
+fn run() -> Result<String, String> {
+    let o = parse()?;
+    let args = &o.rest;
+    let dir: String = arg(args, 0)?;
+    let cmd: String = arg(args, 1)?;
+    let mut opts = DbOptions {
+        create_if_missing: true,
+        lease_ttl: Duration::from_millis(o.lease_ms),
+        ..DbOptions::default()
+    };
+    if let Some(url) = &o.redis {
+        let ro = sop_redis::RedisOptions::new(url.clone(), o.prefix.clone());
+        opts.coordinator = Arc::new(sop_redis::RedisCoordinator::connect(ro).map_err(|e| e.to_string())?);
+    }
+    let db = Database::open_with(&dir, opts).map_err(e)?;
+    let begin = || -> sop::Result<sop::Transaction> {
+        let tx = db.begin_write()?;
+        if o.skip_reads {
+            tx.unsafe_skip_read_validation();
+        }
+        Ok(tx)
+    };
+    let mut successes = 0u64;
+    let mut rng = rand::rng();
     match cmd.as_str() {
         "insert" => {
-            let (id, n, batch, slot): (u64, u64, u64, u32) = (arg(args, 3)?, arg(args, 4)?, arg(args, 5)?, arg(args, 6)?);
-            let opts = StoreOptions { slot_length: slot, ..StoreOptions::default() };
-            // Whoever comes first creates the store; the others see a conflict and open it.
-            db.transact(|tx| tx.open_or_create_store("s", opts.clone()).map(|_| ())).map_err(e)?;
+            let (id, n, batch, slot): (u64, u64, u64, u32) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
+            let so = StoreOptions { slot_length: slot, ..StoreOptions::default() };
+            db.transact(|tx| tx.open_or_create_store("s", so.clone()).map(|_| ())).map_err(e)?;
             let mut i = 0;
             while i < n {
-                let tx = db.begin_write().map_err(e)?;
+                let tx = begin().map_err(e)?;
                 let s = tx.open_store("s").map_err(e)?;
                 for j in i..(i + batch).min(n) {
-                    let k = (id * 1_000_000 + j).to_be_bytes();
-                    if !s.add(&k, &j.to_le_bytes()).map_err(e)? {
+                    if !s.add(&(id * 1_000_000 + j).to_be_bytes(), &j.to_le_bytes()).map_err(e)? {
                         return Err(format!("key {j} of worker {id} already exists"));
                     }
                 }
                 tx.commit().map_err(e)?;
+                successes += 1;
                 i += batch;
             }
         }
         "incr" => {
-            let n: u64 = arg(args, 3)?;
+            let n: u64 = arg(args, 2)?;
+            let no_retry = args.get(3).is_some_and(|a| a == "noretry");
             db.transact(|tx| tx.open_or_create_store("s", StoreOptions::default()).map(|_| ())).map_err(e)?;
+            let incr = |tx: &sop::Transaction| -> sop::Result<()> {
+                let s = tx.open_store("s")?;
+                let v = s.get(b"c")?.map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+                s.upsert(b"c", &(v + 1).to_le_bytes())
+            };
             for _ in 0..n {
-                db.transact(|tx| {
-                    let s = tx.open_store("s")?;
-                    let v = s.get(b"c")?.map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
-                    s.upsert(b"c", &(v + 1).to_le_bytes())
-                })
+                if no_retry {
+                    let tx = begin().map_err(e)?;
+                    incr(&tx).map_err(e)?;
+                    match tx.commit() {
+                        Ok(_) => successes += 1,
+                        Err(Error::Conflict(_)) => {}
+                        Err(err) => return Err(err.to_string()),
+                    }
+                } else {
+                    db.transact(incr).map_err(e)?;
+                    successes += 1;
+                }
+            }
+        }
+        "bank-init" => {
+            let (accounts, total): (u64, i64) = (arg(args, 2)?, arg(args, 3)?);
+            db.transact(|tx| {
+                let s = tx.open_or_create_store("bank", StoreOptions { slot_length: 8, ..StoreOptions::default() })?;
+                for a in 0..accounts {
+                    let share = total / accounts as i64 + i64::from(a == 0) * (total % accounts as i64);
+                    s.upsert(&a.to_be_bytes(), &share.to_le_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(e)?;
+        }
+        "bank" => {
+            let (_id, transfers, log): (u64, u64, String) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?);
+            let mut log = Log::open(&log)?;
+            let accounts = db.begin_read().map_err(e)?.open_store("bank").map_err(e)?.count().map_err(e)?;
+            let balance = |b: Option<bytes::Bytes>| b.map_or(0, |b| i64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+            for i in 0..transfers {
+                let (from, to) = (rng.random_range(0..accounts), rng.random_range(0..accounts));
+                let amount: i64 = rng.random_range(1..20);
+                let tx = begin().map_err(e)?;
+                let s = tx.open_store("bank").map_err(e)?;
+                let (a, b) = (balance(s.get(&from.to_be_bytes()).map_err(e)?), balance(s.get(&to.to_be_bytes()).map_err(e)?));
+                if from != to && a >= amount {
+                    s.upsert(&from.to_be_bytes(), &(a - amount).to_le_bytes()).map_err(e)?;
+                    s.upsert(&to.to_be_bytes(), &(b + amount).to_le_bytes()).map_err(e)?;
+                }
+                match tx.commit() {
+                    Ok(_) => successes += 1,
+                    Err(Error::Conflict(_)) => {}
+                    Err(err) => return Err(err.to_string()),
+                }
+                if i % 4 == 0 {
+                    let r = db.begin_read().map_err(e)?;
+                    let balances: Vec<i64> = r
+                        .open_store("bank")
+                        .map_err(e)?
+                        .iter()
+                        .map_err(e)?
+                        .map(|kv| kv.map(|(_, v)| balance(Some(v))))
+                        .collect::<sop::Result<_>>()
+                        .map_err(e)?;
+                    log.line(json!({ "snap": balances }), false)?;
+                }
+            }
+        }
+        "append" => {
+            let (id, txns, keys, log): (u64, u64, u64, String) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
+            let mut log = Log::open(&log)?;
+            db.transact(|tx| tx.open_or_create_store("lists", StoreOptions { slot_length: 8, ..StoreOptions::default() }).map(|_| ()))
                 .map_err(e)?;
+            // Unique per key: this process's id and a counter that survives restarts
+            // (restarted workers get a new id from the supervisor).
+            for t in 0..txns {
+                let txn_id = id << 32 | t;
+                let n_ops = rng.random_range(1..=4);
+                let plan: Vec<(bool, u64)> = (0..n_ops).map(|_| (rng.random_bool(0.5), rng.random_range(0..keys))).collect();
+                // The invocation names the values it may append, so a value seen in a read can
+                // always be traced to its transaction, even one killed before it finished.
+                let planned: Vec<serde_json::Value> = plan
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (append, _))| *append)
+                    .map(|(i, (_, k))| json!([k, txn_id * 8 + i as u64]))
+                    .collect();
+                log.line(json!({ "invoke": txn_id, "process": id, "appends": planned }), false)?;
+                let tx = begin().map_err(e)?;
+                let s = tx.open_store("lists").map_err(e)?;
+                let mut ops = Vec::new();
+                for (i, (append, k)) in plan.iter().enumerate() {
+                    let cur = s.get(&k.to_be_bytes()).map_err(e)?.map(|b| decode_list(&b)).unwrap_or_default();
+                    if *append {
+                        let v = txn_id * 8 + i as u64;
+                        let mut next: Vec<u8> = cur.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        next.extend_from_slice(&v.to_le_bytes());
+                        s.upsert(&k.to_be_bytes(), &next).map_err(e)?;
+                        ops.push(json!(["append", k, v]));
+                    } else {
+                        ops.push(json!(["r", k, cur]));
+                    }
+                }
+                let outcome = match tx.commit() {
+                    Ok(_) => {
+                        successes += 1;
+                        "ok"
+                    }
+                    Err(Error::Conflict(_)) => "fail",
+                    Err(err) => return Err(err.to_string()),
+                };
+                // Synced before the next transaction: an acknowledged commit is never missing
+                // from the log, even if this process is killed right after.
+                log.line(json!({ "id": txn_id, "process": id, "ops": ops, "outcome": outcome }), outcome == "ok")?;
+            }
+        }
+        "phantom" => {
+            let (id, ranges): (u64, u64) = (arg(args, 2)?, arg(args, 3)?);
+            db.transact(|tx| tx.open_or_create_store("p", StoreOptions::default()).map(|_| ())).map_err(e)?;
+            for r in 0..ranges {
+                let tx = begin().map_err(e)?;
+                let s = tx.open_store("p").map_err(e)?;
+                let (lo, hi) = ((r * 1000).to_be_bytes(), ((r + 1) * 1000).to_be_bytes());
+                if s.range(&lo[..]..&hi[..]).map_err(e)?.next().is_none() {
+                    s.add(&(r * 1000 + id + 1).to_be_bytes(), b"x").map_err(e)?;
+                }
+                match tx.commit() {
+                    Ok(_) => successes += 1,
+                    Err(Error::Conflict(_)) => {}
+                    Err(err) => return Err(err.to_string()),
+                }
             }
         }
         other => return Err(format!("unknown command {other:?}")),
     }
     let st = db.stats();
-    Ok(format!("ok {} {} {}", st.commits, st.conflicts, st.merges))
+    Ok(format!("ok {} {} {} {}", st.commits, st.conflicts, st.merges, successes))
 }

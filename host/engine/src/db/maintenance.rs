@@ -146,6 +146,7 @@ impl DbInner {
         let meta_off = record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
         record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
         let tmp = self.write_tmp(seq, &buf)?;
+        crate::failpoint::hit("before-publish");
         // From the link to the install nobody else may change the in-memory state, or a
         // catch-up could replay our own file before we install it.
         let _apply = self.apply_lock.lock();

@@ -1,0 +1,42 @@
+//! Test-only pause points (FoundationDB's BUGGIFY, in miniature).
+//!
+//! `SOP_FAILPOINTS="name=pause:MS:PATH,..."` makes the process create `PATH` and sleep `MS`
+//! milliseconds when it reaches the named point, so a test can, say, `SIGSTOP` a writer that
+//! holds the commit lease right before it publishes. Unset (always, in production), a point
+//! costs one relaxed load.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct Point {
+    name: String,
+    ms: u64,
+    marker: String,
+}
+
+fn points() -> &'static [Point] {
+    static POINTS: OnceLock<Vec<Point>> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        let Ok(spec) = std::env::var("SOP_FAILPOINTS") else { return Vec::new() };
+        spec.split(',')
+            .filter_map(|p| {
+                let (name, action) = p.split_once('=')?;
+                let mut parts = action.splitn(3, ':');
+                (parts.next()? == "pause").then_some(())?;
+                let ms = parts.next()?.parse().ok()?;
+                let marker = parts.next().unwrap_or("").to_owned();
+                Some(Point { name: name.to_owned(), ms, marker })
+            })
+            .collect()
+    })
+}
+
+/// Pauses here if a test asked for it.
+pub(crate) fn hit(name: &str) {
+    for p in points().iter().filter(|p| p.name == name) {
+        if !p.marker.is_empty() {
+            let _ = std::fs::write(&p.marker, std::process::id().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(p.ms));
+    }
+}
