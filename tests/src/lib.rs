@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests.
 
+pub mod redis_server;
+
 use sop::Database;
 use std::collections::BTreeMap;
 

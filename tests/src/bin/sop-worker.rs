@@ -109,6 +109,7 @@ fn run() -> Result<String, String> {
         Ok(tx)
     };
     let mut successes = 0u64;
+    let mut unavailable = 0u64;
     let mut rng = rand::rng();
     match cmd.as_str() {
         "insert" => {
@@ -148,7 +149,18 @@ fn run() -> Result<String, String> {
                         Err(err) => return Err(err.to_string()),
                     }
                 } else {
-                    db.transact(incr).map_err(e)?;
+                    // An application-level retry of what `transact` does not retry: the
+                    // coordinator being away fails the commit cleanly, so try again later.
+                    loop {
+                        match db.transact(incr) {
+                            Ok(()) => break,
+                            Err(Error::Coordinator(_)) => {
+                                unavailable += 1;
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            Err(err) => return Err(err.to_string()),
+                        }
+                    }
                     successes += 1;
                 }
             }
@@ -267,5 +279,7 @@ fn run() -> Result<String, String> {
         other => return Err(format!("unknown command {other:?}")),
     }
     let st = db.stats();
-    Ok(format!("ok {} {} {} {}", st.commits, st.conflicts, st.merges, successes))
+    // `incr` reports coordinator outages where the others report conflicts.
+    let conflicts = if cmd == "incr" && unavailable > 0 { unavailable } else { st.conflicts };
+    Ok(format!("ok {} {} {} {}", st.commits, conflicts, st.merges, successes))
 }
