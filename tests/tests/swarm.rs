@@ -108,7 +108,7 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Worker::new(&redis, dir.path());
         if planted {
-            w.extra.push("--skip-read-validation".into());
+            w.extra.push("--skip-validation".into());
         }
         let kids: Vec<_> = (0..4).map(|id| w.spawn(&["phantom", &id.to_string(), "150"])).collect();
         kids.into_iter().for_each(|c| {
@@ -125,7 +125,7 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
         }
         if planted {
             // Proof that the check can fail: without read validation, write skew gets through.
-            assert!(doubled > 0, "the planted bug (no read validation) went unnoticed");
+            assert!(doubled > 0, "the planted bug (no validation) went unnoticed");
         } else {
             assert_eq!(doubled, 0, "{doubled} ranges got two inserts: a phantom slipped through");
         }
@@ -202,4 +202,54 @@ fn paused_lease_holder_cannot_clobber() {
     let db = open(&redis, dir.path());
     assert_eq!(counter(&db), 2, "exactly the two acknowledged increments");
     assert!(db.verify().unwrap().is_ok());
+}
+
+/// Reads every JSON line of the workers' logs.
+fn log_lines(paths: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
+    paths
+        .iter()
+        .flat_map(|p| std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+#[test]
+fn bank_snapshots_always_sum_to_the_total() {
+    const TOTAL: i64 = 10_000;
+    for planted in [false, true] {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Worker::new(&redis, dir.path());
+        finish(w.spawn(&["bank-init", "8", &TOTAL.to_string()]));
+        if planted {
+            w.extra.push("--skip-validation".into());
+        }
+        let logs: Vec<_> = (0..4).map(|i| dir.path().join(format!("bank-{i}.log"))).collect();
+        let kids: Vec<_> =
+            (0..4).map(|i| w.spawn(&["bank", &i.to_string(), "250", logs[i].to_str().unwrap()])).collect();
+        let committed: u64 = kids.into_iter().map(|c| finish(c).3).sum();
+        let snaps: Vec<Vec<i64>> = log_lines(&logs)
+            .iter()
+            .filter_map(|v| v["snap"].as_array().map(|a| a.iter().filter_map(|x| x.as_i64()).collect()))
+            .collect();
+        let db = open(&redis, dir.path());
+        let tx = db.begin_read().unwrap();
+        let fin: Vec<i64> = tx
+            .open_store("bank")
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| i64::from_le_bytes(r.unwrap().1[..8].try_into().unwrap()))
+            .collect();
+        let torn = snaps.iter().chain(std::iter::once(&fin)).filter(|s| s.iter().sum::<i64>() != TOTAL).count();
+        if planted {
+            assert!(torn > 0, "the planted bug (no validation) lost no money: the check is blind");
+        } else {
+            assert!(snaps.len() >= 200, "only {} snapshots", snaps.len());
+            assert_eq!(torn, 0, "{torn} snapshots (of {}) do not sum to {TOTAL}", snaps.len() + 1);
+            assert!(fin.iter().all(|b| *b >= 0));
+            assert!(db.verify().unwrap().is_ok());
+            eprintln!("{committed} transfers committed, {} snapshots all sum to {TOTAL}", snaps.len());
+        }
+    }
 }

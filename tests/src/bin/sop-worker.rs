@@ -1,6 +1,6 @@
 //! A worker process for the multi-process tests.
 //!
-//! `sop-worker [--redis URL] [--prefix P] [--lease-ms N] [--skip-read-validation] DIR CMD ARGS`
+//! `sop-worker [--redis URL] [--prefix P] [--lease-ms N] [--skip-validation] DIR CMD ARGS`
 //!
 //! | command | what it does |
 //! |---|---|
@@ -10,6 +10,8 @@
 //! | `bank ID TRANSFERS LOG` | random transfers (transact) and read-only snapshots (logged) |
 //! | `append ID TXNS KEYS LOG` | list-append transactions, each logged as invoked and finished |
 //! | `phantom ID RANGES` | per range: scan it, insert into it only if empty |
+//! 
+//! `--skip-validation` plants a bug (commits skip conflict checks) to prove the checkers catch it.
 //!
 //! Logs are JSON lines; a finished transaction's line is synced before the next begins.
 //! Prints `ok <commits> <conflicts> <merges> <successes>` on success.
@@ -40,19 +42,19 @@ struct Opts {
     redis: Option<String>,
     prefix: String,
     lease_ms: u64,
-    skip_reads: bool,
+    skip_validation: bool,
     rest: Vec<String>,
 }
 
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts { redis: None, prefix: "sop".into(), lease_ms: 5000, skip_reads: false, rest: Vec::new() };
+    let mut o = Opts { redis: None, prefix: "sop".into(), lease_ms: 5000, skip_validation: false, rest: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--redis" => o.redis = Some(it.next().ok_or("--redis needs a URL")?),
             "--prefix" => o.prefix = it.next().ok_or("--prefix needs a value")?,
             "--lease-ms" => o.lease_ms = it.next().and_then(|v| v.parse().ok()).ok_or("--lease-ms needs a number")?,
-            "--skip-read-validation" => o.skip_reads = true,
+            "--skip-validation" => o.skip_validation = true,
             _ => o.rest.push(a),
         }
     }
@@ -103,8 +105,8 @@ fn run() -> Result<String, String> {
     let db = Database::open_with(&dir, opts).map_err(e)?;
     let begin = || -> sop::Result<sop::Transaction> {
         let tx = db.begin_write()?;
-        if o.skip_reads {
-            tx.unsafe_skip_read_validation();
+        if o.skip_validation {
+            tx.unsafe_skip_validation();
         }
         Ok(tx)
     };

@@ -43,7 +43,7 @@ pub(crate) struct TxInner {
     pub(crate) stores: Vec<TxStore>,
     names_read: BTreeSet<String>,
     catalog: Vec<CatalogOp>,
-    skip_read_validation: bool,
+    skip_validation: bool,
 }
 
 /// A store as this transaction sees it.
@@ -197,7 +197,7 @@ impl Transaction {
                 stores,
                 names_read: std::mem::take(&mut inner.names_read).into_iter().collect(),
                 catalog: std::mem::take(&mut inner.catalog),
-                skip_read_validation: inner.skip_read_validation,
+                skip_validation: inner.skip_validation,
             }
         };
         self.db.commit(pending)
@@ -206,11 +206,12 @@ impl Transaction {
     /// Discards every change. Same as dropping the transaction.
     pub fn rollback(self) {}
 
-    /// Test-only: commit without validating reads (only written keys), to prove that history
-    /// checkers catch the anomalies this allows.
+    /// Test-only: commit without checking the keys and ranges this transaction read or wrote
+    /// against concurrent commits (lost updates, write skew and phantoms then get through), to
+    /// prove that history checkers catch what this allows.
     #[doc(hidden)]
-    pub fn unsafe_skip_read_validation(&self) {
-        self.inner.borrow_mut().skip_read_validation = true;
+    pub fn unsafe_skip_validation(&self) {
+        self.inner.borrow_mut().skip_validation = true;
     }
 
     fn check_open(&self) -> Result<()> {
