@@ -18,3 +18,7 @@ lint:
 
 ci:
     bash .ci/run
+
+# The long kill -9 soak of the swarm (1,000+ kills); CI runs 200.
+soak KILLS="1000":
+    SOP_KILLS={{KILLS}} cargo test --release -p sop-tests --test swarm_crash -- --nocapture
