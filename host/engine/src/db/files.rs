@@ -197,6 +197,13 @@ impl NodeCache {
         }
     }
 
+    pub fn forget(&self, loc: &Loc) {
+        let mut s = self.shard(loc).lock();
+        if s.map.remove(loc).is_some() {
+            s.bytes = s.bytes.saturating_sub(loc.len as usize);
+        }
+    }
+
     pub fn forget_file(&self, seq: u64) {
         for sh in &self.shards {
             let mut s = sh.lock();

@@ -152,6 +152,9 @@ impl DbInner {
             for ch in &meta.registry {
                 if let Some(old) = st.registry.get(&ch.node) {
                     space.release(old.loc, seq);
+                    // The superseded image is only needed by older snapshots, which can read
+                    // it back from its file; keeping it would fill the cache with dead nodes.
+                    self.cache.forget(&old.loc);
                 }
                 match ch.new {
                     Some(h) => {
