@@ -480,7 +480,7 @@ impl DbInner {
     pub(crate) fn link_tmp(&self, seq: u64, tmp: &std::path::Path) -> Result<Publish> {
         let fail = |e: io::Error, p: &std::path::Path| self.poison(&Error::io(p, e));
         let target = self.layout.commit(seq);
-        match self.vfs.link(tmp, &target) {
+        match self.vfs.publish(tmp, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let _ = self.vfs.remove_file(tmp);
@@ -488,14 +488,18 @@ impl DbInner {
             }
             Err(e) => return Err(fail(e, &target)),
         }
-        let _ = self.vfs.remove_file(tmp);
-        // A writer paused since before a checkpoint may have linked into a sequence number
-        // that was already used and reclaimed. Such a file is void: take it back and rebase.
-        let ckpts = self.layout.checkpoints();
-        let names = self.vfs.list_dir(&ckpts).map_err(|e| fail(e, &ckpts))?;
-        if names.iter().filter_map(|n| files::parse_seq(n, "ckpt")).any(|c| c >= seq) {
-            self.vfs.remove_file(&target).map_err(|e| fail(e, &target))?;
-            return Ok(Publish::Rebase);
+        // A writer paused since before a checkpoint may have published into a sequence number
+        // that was already used and reclaimed; such a file is void: take it back and rebase.
+        // That needs the old file to have been published, checkpointed, dead and reclaimed
+        // after a grace period, all after we last saw that number free. So if we looked less
+        // than a grace period ago (measured now, after publishing), the listing is unneeded.
+        if self.last_catch_up.lock().elapsed() >= self.opts.reclaim_grace {
+            let ckpts = self.layout.checkpoints();
+            let names = self.vfs.list_dir(&ckpts).map_err(|e| fail(e, &ckpts))?;
+            if names.iter().filter_map(|n| files::parse_seq(n, "ckpt")).any(|c| c >= seq) {
+                self.vfs.remove_file(&target).map_err(|e| fail(e, &target))?;
+                return Ok(Publish::Rebase);
+            }
         }
         let dir = self.layout.commits();
         self.vfs.sync_dir(&dir).map_err(|e| fail(e, &dir))?;

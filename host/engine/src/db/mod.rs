@@ -40,7 +40,7 @@ pub struct DbOptions {
     pub coordinator: Arc<dyn Coordinator>,
     /// Budget of the decoded-node cache in bytes (default 256 MiB).
     pub cache_bytes: usize,
-    /// Write a checkpoint after this many commits (default 64).
+    /// Write a checkpoint after this many commits (default 256).
     pub checkpoint_every: u64,
     /// Compact when dead bytes exceed this fraction of all commit-file bytes (default 0.5).
     pub compact_dead_ratio: f64,
@@ -61,7 +61,7 @@ impl Default for DbOptions {
             vfs: Arc::new(StdVfs),
             coordinator: Arc::new(EmbeddedCoordinator::default()),
             cache_bytes: 256 << 20,
-            checkpoint_every: 64,
+            checkpoint_every: 256,
             compact_dead_ratio: 0.5,
             compact_min_bytes: 8 << 20,
             reclaim_grace: Duration::from_secs(5),
@@ -118,6 +118,8 @@ pub(crate) struct DbInner {
     /// Serialises changes of `state` (install, catch-up, checkpoint load) with the publication
     /// of our own commits.
     pub apply_lock: Mutex<()>,
+    /// When a catch-up last saw that no newer commit exists (see `link_tmp`).
+    pub last_catch_up: Mutex<std::time::Instant>,
     pub queue: Mutex<CommitQueue>,
     pub queue_cv: Condvar,
     pub history: Mutex<History>,
@@ -191,6 +193,7 @@ impl Database {
             writer: rand::random(),
             state: RwLock::new(Arc::new(State::default())),
             apply_lock: Mutex::new(()),
+            last_catch_up: Mutex::new(std::time::Instant::now()),
             queue: Mutex::new(CommitQueue::default()),
             queue_cv: Condvar::new(),
             history: Mutex::new(History::default()),

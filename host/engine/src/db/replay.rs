@@ -103,6 +103,7 @@ impl DbInner {
                             if self.vfs.exists(&after).map_err(|e| Error::io(&after, e))? {
                                 return Err(Error::corrupt(path, format!("commit file is missing, but commit {} exists", next + 1)));
                             }
+                            *self.last_catch_up.lock() = std::time::Instant::now();
                             return Ok(());
                         }
                     }

@@ -65,6 +65,15 @@ pub trait Vfs: Send + Sync + 'static {
     /// Adds a second name for `from` at `to`; fails with `AlreadyExists` if `to` exists.
     /// This is the engine's atomic, exclusive publication primitive.
     fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Moves `from` to `to` atomically, failing with `AlreadyExists` if `to` exists. The
+    /// default links and then removes `from`; file systems with an exclusive rename do it in
+    /// one step.
+    fn publish(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.link(from, to)?;
+        // The temp name is garbage either way; failing to remove it is not a failed publish.
+        let _ = self.remove_file(from);
+        Ok(())
+    }
     /// Renames `from` to `to`, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a name.
