@@ -1,6 +1,6 @@
 //! `sop inspect` and `sop verify`.
 
-use crate::kv::open;
+use crate::conn::Conn;
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
@@ -13,8 +13,8 @@ fn mib(b: u64) -> String {
     format!("{:.2} MiB", b as f64 / (1 << 20) as f64)
 }
 
-pub fn inspect(a: Args) -> Result<()> {
-    let db = open(&a.dir)?;
+pub fn inspect(a: Args, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, false)?;
     let r = db.inspect()?;
     println!("database {} at commit {}", a.dir.display(), r.seq);
     println!(
@@ -50,8 +50,8 @@ pub fn inspect(a: Args) -> Result<()> {
     Ok(())
 }
 
-pub fn verify(a: Args) -> Result<()> {
-    let db = open(&a.dir)?;
+pub fn verify(a: Args, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, false)?;
     let r = db.verify()?;
     if r.is_ok() {
         println!("ok: {} nodes and {} items checked, no problems", r.nodes_checked, r.items_checked);

@@ -1,15 +1,18 @@
-//! `sop demo`: T writer threads commit into one store on the embedded default.
+//! `sop demo`: writers commit into one store, as threads of this process (the embedded
+//! default) or as separate processes sharing the folder and a Redis (`--procs K --redis URL`).
 //!
-//! Each thread adds its own keys, interleaved with the other threads' keys so that their
+//! Each writer adds its own keys, interleaved with the other writers' keys so that their
 //! commits land in the same nodes (in-flight merges), and increments shared counters with
 //! read-modify-write (true conflicts, retried by `Database::transact`). At the end every
 //! committed item is read back.
 
+use crate::conn::Conn;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sop::{Database, StoreOptions};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,153 +21,74 @@ pub struct Args {
     /// Database folder (default: a fresh temporary folder, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Writer threads.
+    /// Writer processes; more than one needs --redis (the swarm).
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
+    /// Writer threads per process.
     #[arg(long, default_value_t = 4)]
     threads: usize,
-    /// Items each thread adds.
+    /// Items each writer adds.
     #[arg(long, default_value_t = 5_000)]
     items: usize,
     /// Items per transaction.
     #[arg(long, default_value_t = 10)]
     batch: usize,
-    /// Items per node (small nodes make threads share nodes and split often).
+    /// Items per node (small nodes make writers share nodes and split often).
     #[arg(long, default_value_t = 32)]
     slot_length: u32,
 }
 
+/// What one writer process is told to do.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    dir: PathBuf,
+    #[arg(long)]
+    run: u32,
+    #[arg(long)]
+    first: usize,
+    #[arg(long)]
+    threads: usize,
+    #[arg(long)]
+    writers: usize,
+    #[arg(long)]
+    items: usize,
+    #[arg(long)]
+    batch: usize,
+}
+
 const COUNTERS: u64 = 4;
 
-pub fn run(a: Args) -> Result<()> {
-    if a.threads == 0 || a.batch == 0 {
-        bail!("--threads and --batch must be at least 1");
-    }
-    let tmp;
-    let dir = match &a.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
-            tmp.path().to_path_buf()
-        }
-    };
-    let db = Database::open_or_create(&dir).with_context(|| format!("cannot open a database in {}", dir.display()))?;
-    let opts = StoreOptions { slot_length: a.slot_length, ..StoreOptions::default() };
-    db.transact(|tx| {
-        if !tx.store_exists("demo")? {
-            tx.create_store("demo", opts.clone())?;
-        }
-        if !tx.store_exists("counters")? {
-            tx.create_store("counters", StoreOptions::default())?;
-        }
-        Ok(())
-    })?;
-    let (before, counters_before) = {
-        let tx = db.begin_read()?;
-        (tx.open_store("demo")?.count()?, sum_counters(&tx)?)
-    };
-    println!(
-        "sop demo: {} threads x {} items into one store (slot length {}), in {}",
-        a.threads,
-        a.items,
-        a.slot_length,
-        dir.display()
-    );
+/// The keys of writer `w` interleave with every other writer's keys.
+fn key(run: u32, n: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&run.to_be_bytes());
+    k[4..].copy_from_slice(&n.to_be_bytes());
+    k
+}
 
-    let total = (a.threads * a.items) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} items  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let increments = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let run_id: u32 = rand::random();
-    std::thread::scope(|s| -> Result<()> {
-        let mut handles = Vec::new();
-        for t in 0..a.threads {
-            let (db, bar, inc) = (db.clone(), bar.clone(), increments.clone());
-            let (items, batch, threads) = (a.items, a.batch, a.threads);
-            handles.push(s.spawn(move || -> sop::Result<()> {
-                let mut i = 0;
-                while i < items {
-                    let n = batch.min(items - i);
-                    db.transact(|tx| {
-                        let st = tx.open_store("demo")?;
-                        for j in i..i + n {
-                            // Thread t owns keys j*threads + t: neighbours belong to other
-                            // threads, so concurrent commits touch the same leaves.
-                            st.add(&key(run_id, (j * threads + t) as u64), &value(t, j))?;
-                        }
-                        // A read-modify-write on a shared counter: a real conflict.
-                        let c = tx.open_store("counters")?;
-                        let k = ((i / batch) as u64 % COUNTERS).to_be_bytes();
-                        let v = c.get(&k)?.map_or(0, |b| u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])));
-                        c.upsert(&k, &(v + 1).to_be_bytes())?;
-                        Ok(())
-                    })?;
-                    inc.fetch_add(1, Ordering::Relaxed);
-                    bar.inc(n as u64);
-                    i += n;
-                }
-                Ok(())
-            }));
-        }
-        while handles.iter().any(|h| !h.is_finished()) {
-            let st = db.stats();
-            bar.set_message(format!(
-                "commits {}  merges {}  conflicts {}  retries {}  flushes {}",
-                st.commits, st.merges, st.conflicts, st.retries, st.batches
-            ));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    let elapsed = start.elapsed();
-    bar.finish_and_clear();
+fn value(w: usize, j: usize) -> Vec<u8> {
+    format!("writer {w} item {j}").into_bytes()
+}
 
-    // Verify: every committed item reads back, the count is exact, no increment was lost.
-    let tx = db.begin_read()?;
-    let st = tx.open_store("demo")?;
-    let mut missing = 0u64;
-    for t in 0..a.threads {
-        for j in 0..a.items {
-            match st.get(&key(run_id, (j * a.threads + t) as u64))? {
-                Some(v) if v[..] == value(t, j)[..] => {}
-                _ => missing += 1,
+/// Writer `w` of `writers`: adds its items, `batch` per transaction, each transaction also
+/// incrementing a shared counter.
+fn write(db: &Database, run: u32, w: usize, writers: usize, items: usize, batch: usize, done: &AtomicU64) -> sop::Result<()> {
+    let mut i = 0;
+    while i < items {
+        let n = batch.min(items - i);
+        db.transact(|tx| {
+            let st = tx.open_store("demo")?;
+            for j in i..i + n {
+                st.add(&key(run, (j * writers + w) as u64), &value(w, j))?;
             }
-        }
+            let c = tx.open_store("counters")?;
+            let k = ((i / batch) as u64 % COUNTERS).to_be_bytes();
+            let v = c.get(&k)?.map_or(0, |b| u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])));
+            c.upsert(&k, &(v + 1).to_be_bytes())
+        })?;
+        done.fetch_add(n as u64, Ordering::Relaxed);
+        i += n;
     }
-    let count = st.count()?;
-    let counted = sum_counters(&tx)? - counters_before;
-    let stats = db.stats();
-    let rows = [
-        ("transactions committed", stats.commits.to_string()),
-        ("commit files (shared flushes)", stats.batches.to_string()),
-        ("merged in flight", stats.merges.to_string()),
-        ("conflicts (then retried)", stats.conflicts.to_string()),
-        ("retries", stats.retries.to_string()),
-        ("items added", total.to_string()),
-        ("items in store", count.to_string()),
-        ("time", format!("{:.2} s", elapsed.as_secs_f64())),
-        ("commits/s", format!("{:.0}", stats.commits as f64 / elapsed.as_secs_f64())),
-        ("items/s", format!("{:.0}", total as f64 / elapsed.as_secs_f64())),
-        ("items read back", format!("{} of {}", total - missing, total)),
-        ("counter increments", format!("{} of {}", counted, increments.load(Ordering::Relaxed))),
-    ];
-    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    println!("{:-<1$}", "", w + 16);
-    for (k, v) in rows {
-        println!("{k:<w$}  {v:>12}");
-    }
-    println!("{:-<1$}", "", w + 16);
-    let ok = missing == 0 && count == before + total && counted == increments.load(Ordering::Relaxed);
-    if !ok {
-        bail!("verification failed: {missing} items missing, count {count}, counters {counted}");
-    }
-    println!("verified: every committed item reads back and no increment was lost");
     Ok(())
 }
 
@@ -177,13 +101,209 @@ fn sum_counters(tx: &sop::Transaction) -> Result<u64> {
     Ok(sum)
 }
 
-fn key(run: u32, n: u64) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..4].copy_from_slice(&run.to_be_bytes());
-    k[4..].copy_from_slice(&n.to_be_bytes());
-    k
+fn setup(db: &Database, slot_length: u32) -> Result<()> {
+    let opts = StoreOptions { slot_length, ..StoreOptions::default() };
+    db.transact(|tx| {
+        tx.open_or_create_store("demo", opts.clone())?;
+        tx.open_or_create_store("counters", StoreOptions::default())?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
-fn value(t: usize, j: usize) -> Vec<u8> {
-    format!("thread {t} item {j}").into_bytes()
+/// Totals reported by writer processes (or this process).
+#[derive(Default)]
+struct Totals {
+    commits: u64,
+    merges: u64,
+    conflicts: u64,
+    retries: u64,
+    batches: u64,
+}
+
+pub fn run(a: Args, conn: &Conn) -> Result<()> {
+    if a.threads == 0 || a.batch == 0 || a.procs == 0 {
+        bail!("--procs, --threads and --batch must be at least 1");
+    }
+    if a.procs > 1 && conn.redis.is_none() {
+        bail!("--procs {} needs --redis URL (or SOP_REDIS_URL): processes coordinate through Redis", a.procs);
+    }
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let db = conn.open(&dir, true)?;
+    setup(&db, a.slot_length)?;
+    let (before, counters_before) = {
+        let tx = db.begin_read()?;
+        (tx.open_store("demo")?.count()?, sum_counters(&tx)?)
+    };
+    let writers = a.procs * a.threads;
+    let mode = match &conn.redis {
+        Some(url) => format!("{} processes x {} threads, swarm via {url}", a.procs, a.threads),
+        None => format!("{} threads, embedded coordinator", a.threads),
+    };
+    println!("sop demo: {mode}; {} items per writer, slot length {}, in {}", a.items, a.slot_length, dir.display());
+
+    let total = (writers * a.items) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} items  {msg}").expect("valid template").progress_chars("=> "),
+    );
+    let run_id: u32 = rand::random();
+    let start = Instant::now();
+    let totals = if a.procs == 1 {
+        run_threads(&db, &a, run_id, 0, writers, &bar)?
+    } else {
+        run_procs(&db, &dir, &a, conn, run_id, writers, &bar)?
+    };
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+
+    // Verify: every committed item reads back, the count is exact, no increment was lost.
+    let tx = db.begin_read()?;
+    let st = tx.open_store("demo")?;
+    let mut missing = 0u64;
+    for w in 0..writers {
+        for j in 0..a.items {
+            match st.get(&key(run_id, (j * writers + w) as u64))? {
+                Some(v) if v[..] == value(w, j)[..] => {}
+                _ => missing += 1,
+            }
+        }
+    }
+    let count = st.count()?;
+    let counted = sum_counters(&tx)? - counters_before;
+    let increments = (writers * a.items.div_ceil(a.batch)) as u64;
+    let rows = [
+        ("transactions committed", totals.commits.to_string()),
+        ("commit files (shared flushes)", totals.batches.to_string()),
+        ("merged in flight", totals.merges.to_string()),
+        ("conflicts (then retried)", totals.conflicts.to_string()),
+        ("retries", totals.retries.to_string()),
+        ("items added", total.to_string()),
+        ("items in store", count.to_string()),
+        ("time", format!("{:.2} s", elapsed.as_secs_f64())),
+        ("commits/s", format!("{:.0}", totals.commits as f64 / elapsed.as_secs_f64())),
+        ("items/s", format!("{:.0}", total as f64 / elapsed.as_secs_f64())),
+        ("items read back", format!("{} of {}", total - missing, total)),
+        ("counter increments", format!("{counted} of {increments}")),
+    ];
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    println!("{:-<1$}", "", w + 16);
+    for (k, v) in rows {
+        println!("{k:<w$}  {v:>12}");
+    }
+    println!("{:-<1$}", "", w + 16);
+    if missing != 0 || count != before + total || counted != increments {
+        bail!("verification failed: {missing} items missing, count {count}, {counted} of {increments} increments");
+    }
+    println!("verified: every committed item reads back and no increment was lost");
+    Ok(())
+}
+
+fn stats_of(db: &Database) -> Totals {
+    let s = db.stats();
+    Totals { commits: s.commits, merges: s.merges, conflicts: s.conflicts, retries: s.retries, batches: s.batches }
+}
+
+/// Runs `threads` writers (numbered from `first`) in this process, updating `bar`.
+fn run_threads(db: &Database, a: &Args, run: u32, first: usize, writers: usize, bar: &ProgressBar) -> Result<Totals> {
+    let done = AtomicU64::new(0);
+    let before = stats_of(db);
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..a.threads)
+            .map(|t| {
+                let done = &done;
+                s.spawn(move || write(db, run, first + t, writers, a.items, a.batch, done))
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            let st = db.stats();
+            bar.set_position(done.load(Ordering::Relaxed));
+            bar.set_message(format!(
+                "commits {}  merges {}  conflicts {}  retries {}  flushes {}",
+                st.commits - before.commits,
+                st.merges - before.merges,
+                st.conflicts - before.conflicts,
+                st.retries - before.retries,
+                st.batches - before.batches
+            ));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let after = stats_of(db);
+    Ok(Totals {
+        commits: after.commits - before.commits,
+        merges: after.merges - before.merges,
+        conflicts: after.conflicts - before.conflicts,
+        retries: after.retries - before.retries,
+        batches: after.batches - before.batches,
+    })
+}
+
+/// Starts `a.procs` writer processes and sums what they report.
+fn run_procs(db: &Database, dir: &Path, a: &Args, conn: &Conn, run: u32, writers: usize, bar: &ProgressBar) -> Result<Totals> {
+    let exe = std::env::current_exe().context("cannot find the sop executable")?;
+    let mut kids = Vec::new();
+    for p in 0..a.procs {
+        let mut c = Command::new(&exe);
+        if let Some(url) = &conn.redis {
+            c.args(["--redis", url, "--redis-prefix", &conn.redis_prefix]);
+        }
+        c.arg("demo-worker").arg(dir).args([
+            "--run", &run.to_string(),
+            "--first", &(p * a.threads).to_string(),
+            "--threads", &a.threads.to_string(),
+            "--writers", &writers.to_string(),
+            "--items", &a.items.to_string(),
+            "--batch", &a.batch.to_string(),
+        ]);
+        kids.push(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start a writer process")?);
+    }
+    // Progress from the shared store itself: every process sees every commit.
+    loop {
+        let running = kids.iter_mut().map(|k| k.try_wait().ok().flatten()).filter(Option::is_none).count();
+        let n = db.begin_read()?.open_store("demo")?.count()?;
+        bar.set_position(n.min(bar.length().unwrap_or(n)));
+        bar.set_message(format!("{running} writer processes running"));
+        if running == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut t = Totals::default();
+    for k in kids {
+        let out = k.wait_with_output()?;
+        if !out.status.success() {
+            bail!("a writer process failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let line = out.stdout.lines().map_while(|l| l.ok()).last().unwrap_or_default();
+        let n: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if n.len() == 5 {
+            t.commits += n[0];
+            t.merges += n[1];
+            t.conflicts += n[2];
+            t.retries += n[3];
+            t.batches += n[4];
+        }
+    }
+    Ok(t)
+}
+
+/// `sop demo-worker`: one process of `sop demo --procs`.
+pub fn worker(a: WorkerArgs, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, false)?;
+    let args = Args { dir: None, procs: 1, threads: a.threads, items: a.items, batch: a.batch, slot_length: 0 };
+    let t = run_threads(&db, &args, a.run, a.first, a.writers, &ProgressBar::hidden())?;
+    println!("{} {} {} {} {}", t.commits, t.merges, t.conflicts, t.retries, t.batches);
+    Ok(())
 }

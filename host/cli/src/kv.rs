@@ -1,8 +1,9 @@
 //! Quick manual work: `sop store create|list|remove`, `sop get|put|del|scan`.
 
 use anyhow::{Context, Result, bail};
-use sop::{Database, StoreOptions, ValuePlacement};
-use std::path::{Path, PathBuf};
+use crate::conn::Conn;
+use sop::{StoreOptions, ValuePlacement};
+use std::path::PathBuf;
 
 /// Parses a key or value given on the command line: `0x`-prefixed hex, or UTF-8 text.
 pub fn parse_bytes(s: &str) -> Result<Vec<u8>> {
@@ -26,13 +27,6 @@ pub fn show_bytes(b: &[u8]) -> String {
         Ok(s) if !s.starts_with("0x") && s.chars().all(|c| !c.is_control()) => s.to_owned(),
         _ => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
     }
-}
-
-pub fn open(dir: &Path) -> Result<Database> {
-    if !dir.exists() {
-        bail!("folder {} does not exist", dir.display());
-    }
-    Database::open(dir).with_context(|| format!("cannot open the database in {}", dir.display()))
 }
 
 #[derive(clap::Subcommand)]
@@ -66,11 +60,10 @@ pub enum Placement {
     Blob,
 }
 
-pub fn store(cmd: StoreCmd) -> Result<()> {
+pub fn store(cmd: StoreCmd, conn: &Conn) -> Result<()> {
     match cmd {
         StoreCmd::Create { dir, store, unique: _, duplicates, slot_length, value_placement } => {
-            let db = Database::open_or_create(&dir)
-                .with_context(|| format!("cannot open or create a database in {}", dir.display()))?;
+            let db = conn.open(&dir, true)?;
             let options = StoreOptions {
                 slot_length,
                 unique: !duplicates,
@@ -84,14 +77,14 @@ pub fn store(cmd: StoreCmd) -> Result<()> {
             println!("created store {store:?}");
         }
         StoreCmd::List { dir } => {
-            let db = open(&dir)?;
+            let db = conn.open(&dir, false)?;
             let tx = db.begin_read()?;
             for m in tx.store_metas() {
                 println!("{}\t{} items", m.name, m.count);
             }
         }
         StoreCmd::Remove { dir, store } => {
-            let db = open(&dir)?;
+            let db = conn.open(&dir, false)?;
             db.transact(|tx| tx.remove_store(&store))?;
             println!("removed store {store:?}");
         }
@@ -106,8 +99,8 @@ pub struct GetArgs {
     key: String,
 }
 
-pub fn get(a: GetArgs) -> Result<()> {
-    let db = open(&a.dir)?;
+pub fn get(a: GetArgs, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, false)?;
     let tx = db.begin_read()?;
     match tx.open_store(&a.store)?.get(&parse_bytes(&a.key)?)? {
         Some(v) => println!("{}", show_bytes(&v)),
@@ -124,9 +117,8 @@ pub struct PutArgs {
     value: String,
 }
 
-pub fn put(a: PutArgs) -> Result<()> {
-    let db = Database::open_or_create(&a.dir)
-        .with_context(|| format!("cannot open or create a database in {}", a.dir.display()))?;
+pub fn put(a: PutArgs, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, true)?;
     let (k, v) = (parse_bytes(&a.key)?, parse_bytes(&a.value)?);
     db.transact(|tx| tx.open_or_create_store(&a.store, StoreOptions::default())?.upsert(&k, &v))?;
     Ok(())
@@ -139,8 +131,8 @@ pub struct DelArgs {
     key: String,
 }
 
-pub fn del(a: DelArgs) -> Result<()> {
-    let db = open(&a.dir)?;
+pub fn del(a: DelArgs, conn: &Conn) -> Result<()> {
+    let db = conn.open(&a.dir, false)?;
     let k = parse_bytes(&a.key)?;
     if !db.transact(|tx| tx.open_store(&a.store)?.remove(&k))? {
         bail!("key {} is not in store {:?}", a.key, a.store);
@@ -166,9 +158,9 @@ pub struct ScanArgs {
     limit: Option<usize>,
 }
 
-pub fn scan(a: ScanArgs) -> Result<()> {
+pub fn scan(a: ScanArgs, conn: &Conn) -> Result<()> {
     use std::ops::Bound;
-    let db = open(&a.dir)?;
+    let db = conn.open(&a.dir, false)?;
     let tx = db.begin_read()?;
     let s = tx.open_store(&a.store)?;
     let lo = a.from.as_deref().map(parse_bytes).transpose()?.map_or(Bound::Unbounded, Bound::Included);

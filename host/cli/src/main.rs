@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod conn;
 mod demo;
 mod kv;
 
@@ -11,6 +12,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "sop", version, about = "Scalable Objects Persistence: transactional B-tree stores in a folder")]
 struct Cli {
+    #[command(flatten)]
+    conn: conn::Conn,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -36,20 +39,24 @@ enum Cmd {
     Del(kv::DelArgs),
     /// Lists items in key order.
     Scan(kv::ScanArgs),
+    /// One writer process of `sop demo --procs` (internal).
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Demo(a) => demo::run(a),
+        Cmd::Demo(a) => demo::run(a, &cli.conn),
+        Cmd::DemoWorker(a) => demo::worker(a, &cli.conn),
         Cmd::Bench(a) => bench::run(a),
-        Cmd::Inspect(a) => check::inspect(a),
-        Cmd::Verify(a) => check::verify(a),
-        Cmd::Store(c) => kv::store(c),
-        Cmd::Get(a) => kv::get(a),
-        Cmd::Put(a) => kv::put(a),
-        Cmd::Del(a) => kv::del(a),
-        Cmd::Scan(a) => kv::scan(a),
+        Cmd::Inspect(a) => check::inspect(a, &cli.conn),
+        Cmd::Verify(a) => check::verify(a, &cli.conn),
+        Cmd::Store(c) => kv::store(c, &cli.conn),
+        Cmd::Get(a) => kv::get(a, &cli.conn),
+        Cmd::Put(a) => kv::put(a, &cli.conn),
+        Cmd::Del(a) => kv::del(a, &cli.conn),
+        Cmd::Scan(a) => kv::scan(a, &cli.conn),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
