@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod checker;
 pub mod redis_server;
 
 use sop::Database;
