@@ -273,7 +273,9 @@ fn list_append(procs: u64, txns: u64, keys: u64, planted: bool) -> sop_tests::ch
     assert_eq!(history.len() as u64, procs * txns);
     let db = open(&redis, dir.path());
     assert!(db.verify().unwrap().is_ok());
-    sop_tests::checker::check_list_append(&history)
+    // Session order too: a process must see its own earlier commits (worker ids grow).
+    let opts = sop_tests::checker::CheckOptions { process_order: true, ..Default::default() };
+    sop_tests::checker::check_list_append_with(&history, &opts)
 }
 
 #[test]

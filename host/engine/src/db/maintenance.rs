@@ -154,6 +154,8 @@ impl DbInner {
             let _ = self.vfs.remove_file(&tmp);
             return Ok(Publish::Rebase);
         }
+        // Publishing proved `seq` was the newest commit a moment ago.
+        *self.last_catch_up.lock() = std::time::Instant::now();
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
         let node_live: u64 = node_locs.iter().map(|(l, _)| u64::from(l.len)).sum();
         for (loc, node) in node_locs {

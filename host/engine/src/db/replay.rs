@@ -92,6 +92,13 @@ impl DbInner {
             let f = match self.vfs.open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // `next` can only be missing because it was reclaimed if it was published,
+                    // checkpointed, dead and past the grace period since we last saw the
+                    // latest state; within one grace period, missing means "not yet written".
+                    if self.last_catch_up.lock().elapsed() < self.opts.reclaim_grace {
+                        *self.last_catch_up.lock() = std::time::Instant::now();
+                        return Ok(());
+                    }
                     let newer = self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
                     match newer {
                         Some(c) => {
