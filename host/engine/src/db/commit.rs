@@ -454,7 +454,7 @@ impl DbInner {
             next_store_id,
             blob_bytes: 0,
         };
-        let sealed = Sealed { written, deleted, meta, blob_live };
+        let sealed = Sealed { force_full: false, written, deleted, meta, blob_live };
         if self.seal(base, seq, buf, sealed)? == Publish::Rebase {
             return Ok((Publish::Rebase, Vec::new()));
         }

@@ -126,6 +126,27 @@ impl FileTable {
         Node::decode(&payload.slice(8..)).map_err(|d| Error::corrupt(path(), format!("node at offset {}: {d}", loc.off)))
     }
 
+    /// Reads a delta record: its base location and its changes.
+    pub fn read_delta(&self, id: u64, loc: Loc) -> Result<(Loc, Vec<crate::format::node::DeltaEntry>)> {
+        let path = || self.layout.commit(loc.seq);
+        let (t, payload) = self.read_record(loc)?;
+        if t != tag::DELTA || payload.len() < 24 {
+            return Err(Error::corrupt(path(), format!("record at offset {} is not a leaf delta", loc.off)));
+        }
+        let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+        if found != id {
+            return Err(Error::corrupt(path(), format!("delta record at {} is node {found:#x}, expected {id:#x}", loc.off)));
+        }
+        let base = Loc {
+            seq: u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes")),
+            off: u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")),
+            len: u32::from_le_bytes(payload[20..24].try_into().expect("4 bytes")),
+        };
+        let entries = crate::format::node::decode_delta(&payload.slice(24..))
+            .map_err(|d| Error::corrupt(path(), format!("delta at offset {}: {d}", loc.off)))?;
+        Ok((base, entries))
+    }
+
     /// Reads a blob record's value bytes.
     pub fn read_blob(&self, loc: Loc) -> Result<Bytes> {
         let (t, payload) = self.read_record(loc)?;

@@ -107,6 +107,8 @@ impl Space {
 /// The parts of a commit that [`DbInner::seal`] turns into a file.
 #[derive(Default)]
 pub(crate) struct Sealed {
+    /// Write every node as a full image (compaction must not leave deltas on old bases).
+    pub force_full: bool,
     pub written: Vec<(u64, Node)>,
     pub deleted: Vec<u64>,
     pub meta: CommitMeta,
@@ -130,11 +132,20 @@ impl DbInner {
         for (id, node) in s.written {
             payload.clear();
             payload.extend_from_slice(&id.to_le_bytes());
-            node.encode(&mut payload);
-            let off = record::put_record(&mut buf, tag::NODE, &payload);
+            let old = base.registry.get(&id);
+            let delta_base = if s.force_full { None } else { self.delta_against(id, old, &node, &mut payload)? };
+            let tag = match delta_base {
+                Some(_) => tag::DELTA,
+                None => {
+                    node.encode(&mut payload);
+                    tag::NODE
+                }
+            };
+            let off = record::put_record(&mut buf, tag, &payload);
             let loc = Loc { seq, off: off as u32, len: (buf.len() - off) as u32 };
-            let expected = base.registry.get(&id).map_or(0, |h| h.version);
-            s.meta.registry.push(RegistryChange { node: id, expected, new: Some(Handle { loc, version: seq }) });
+            let expected = old.map_or(0, |h| h.version);
+            let handle = Handle { loc, version: seq, base: delta_base };
+            s.meta.registry.push(RegistryChange { node: id, expected, new: Some(handle) });
             node_locs.push((loc, node));
         }
         for id in s.deleted {
@@ -163,6 +174,26 @@ impl DbInner {
         }
         self.install(base, seq, &s.meta, buf.len() as u64, node_live + s.blob_live)?;
         Ok(Publish::Done)
+    }
+
+    /// If `node` is a leaf close to its current base image, appends the delta encoding (base
+    /// location, then the changes) to `payload` and returns the base. Small random changes to
+    /// many leaves then write a few entries per leaf instead of whole leaves; a leaf is
+    /// rewritten in full once its changes reach a quarter of its size.
+    fn delta_against(&self, id: u64, old: Option<&Handle>, node: &Node, payload: &mut Vec<u8>) -> Result<Option<Loc>> {
+        let (Some(old), Node::Leaf(items)) = (old, node) else { return Ok(None) };
+        let base_loc = old.base.unwrap_or(old.loc);
+        let base_node = self.node_at(id, &Handle { loc: base_loc, version: old.version, base: None })?;
+        let Node::Leaf(base_items) = &*base_node else { return Ok(None) };
+        let changes = crate::format::node::diff(base_items, items);
+        if changes.len() > items.len().max(base_items.len()) / 4 + 1 {
+            return Ok(None);
+        }
+        payload.extend_from_slice(&base_loc.seq.to_le_bytes());
+        payload.extend_from_slice(&base_loc.off.to_le_bytes());
+        payload.extend_from_slice(&base_loc.len.to_le_bytes());
+        crate::format::node::encode_delta(&changes, payload);
+        Ok(Some(base_loc))
     }
 
     /// Starts a commit file for `seq` (prefix and header record).
@@ -311,7 +342,7 @@ impl DbInner {
         let mut buf = self.begin_commit_file(seq);
         let mut written: HashMap<u64, Node> = HashMap::new();
         for (id, h) in base.registry.iter() {
-            if victims.contains(&h.loc.seq) {
+            if h.records().any(|l| victims.contains(&l.seq)) {
                 written.insert(*id, (*self.node_at(*id, h)?).clone());
             }
         }
@@ -373,7 +404,7 @@ impl DbInner {
             victims.iter().filter_map(|v| sp.files.get(v)).map(|f| f.live).sum()
         };
         let meta = CommitMeta { next_store_id: base.next_store_id, freed_blobs: freed, ..CommitMeta::default() };
-        let sealed = Sealed { written: written.into_iter().collect(), deleted, meta, blob_live };
+        let sealed = Sealed { force_full: true, written: written.into_iter().collect(), deleted, meta, blob_live };
         match self.seal(&base, seq, buf, sealed) {
             Ok(Publish::Done) => {
                 self.stats.relocated_bytes.fetch_add(relocated, Ordering::Relaxed);

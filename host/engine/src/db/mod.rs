@@ -322,7 +322,25 @@ impl DbInner {
         if let Some(n) = self.cache.get(&h.loc) {
             return Ok(n);
         }
-        let n = Arc::new(self.files.read_node(id, h.loc).map_err(|e| self.missing_file(e))?);
+        let n = match h.base {
+            None => Arc::new(self.files.read_node(id, h.loc).map_err(|e| self.missing_file(e))?),
+            Some(base_loc) => {
+                let (named, changes) = self.files.read_delta(id, h.loc).map_err(|e| self.missing_file(e))?;
+                if named != base_loc {
+                    return Err(Error::corrupt(
+                        self.layout.commit(h.loc.seq),
+                        format!("delta at offset {} names a different base than the registry", h.loc.off),
+                    ));
+                }
+                let base = self.node_at(id, &Handle { loc: base_loc, version: h.version, base: None })?;
+                match &*base {
+                    Node::Leaf(items) => Arc::new(Node::Leaf(crate::format::node::apply_delta(items, &changes))),
+                    Node::Inner { .. } => {
+                        return Err(Error::corrupt(self.layout.commit(base_loc.seq), "a delta's base is not a leaf"));
+                    }
+                }
+            }
+        };
         self.cache.insert(h.loc, n.clone());
         Ok(n)
     }

@@ -4,7 +4,7 @@
 use super::DbInner;
 use super::files::parse_seq;
 use crate::error::{Error, Result};
-use crate::format::meta::{CatalogChange, CheckpointBody, CommitMeta, FileHeader};
+use crate::format::meta::{CatalogChange, CheckpointBody, CommitMeta, FileHeader, Loc};
 use crate::format::node::IKey;
 use crate::format::record::{self, MAGIC_CHECKPOINT, MAGIC_COMMIT, tag};
 use crate::state::State;
@@ -159,10 +159,15 @@ impl DbInner {
             space.add_file(seq, total, live);
             for ch in &meta.registry {
                 if let Some(old) = st.registry.get(&ch.node) {
-                    space.release(old.loc, seq);
-                    // The superseded image is only needed by older snapshots, which can read
-                    // it back from its file; keeping it would fill the cache with dead nodes.
-                    self.cache.forget(&old.loc);
+                    // A delta may keep its predecessor's base (or the predecessor itself, as
+                    // its new base) alive; release only what the new handle no longer uses.
+                    let kept: Vec<Loc> = ch.new.iter().flat_map(|h| h.records()).collect();
+                    for loc in old.records().filter(|l| !kept.contains(l)) {
+                        space.release(loc, seq);
+                        // Only older snapshots need it, and they can read it back from its
+                        // file; keeping it would fill the cache with dead nodes.
+                        self.cache.forget(&loc);
+                    }
                 }
                 match ch.new {
                     Some(h) => {

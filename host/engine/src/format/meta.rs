@@ -18,10 +18,19 @@ pub struct Loc {
 /// The version is the sequence number of the commit that wrote the image; it only grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handle {
-    /// Location of the node image.
+    /// Location of the node image: a full NODE record, or a DELTA record when `base` is set.
     pub loc: Loc,
     /// Commit sequence that produced this image.
     pub version: u64,
+    /// For a leaf stored as a delta: the full image the delta applies to.
+    pub base: Option<Loc>,
+}
+
+impl Handle {
+    /// The records this handle keeps alive.
+    pub fn records(&self) -> impl Iterator<Item = Loc> {
+        std::iter::once(self.loc).chain(self.base)
+    }
 }
 
 /// Where a store keeps its values.

@@ -106,20 +106,7 @@ impl Node {
                 put_varint(out, items.len() as u64);
                 for it in items {
                     put_ikey(out, &it.ikey);
-                    match &it.val {
-                        Val::Inline(v) => {
-                            out.push(0);
-                            put_varint(out, v.len() as u64);
-                            out.extend_from_slice(v);
-                        }
-                        Val::Blob { loc, len } => {
-                            out.push(1);
-                            out.extend_from_slice(&loc.seq.to_le_bytes());
-                            out.extend_from_slice(&loc.off.to_le_bytes());
-                            out.extend_from_slice(&loc.len.to_le_bytes());
-                            put_varint(out, u64::from(*len));
-                        }
-                    }
+                    put_val(out, &it.val);
                 }
             }
             Node::Inner { keys, children } => {
@@ -145,20 +132,7 @@ impl Node {
                 let mut items = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
                     let ikey = get_ikey(&mut r, buf)?;
-                    let val = match r.u8()? {
-                        0 => {
-                            let len = r.len(u32::MAX as usize)?;
-                            let start = r.pos();
-                            r.take(len)?;
-                            Val::Inline(buf.slice(start..start + len))
-                        }
-                        1 => {
-                            let loc = Loc { seq: r.u64()?, off: r.u32()?, len: r.u32()? };
-                            let len = u32::try_from(r.varint()?).map_err(|_| "blob length overflows u32")?;
-                            Val::Blob { loc, len }
-                        }
-                        t => return Err(format!("unknown value tag {t}")),
-                    };
+                    let val = get_val(&mut r, buf)?;
                     items.push(Item { ikey, val });
                 }
                 if items.windows(2).any(|w| w[0].ikey >= w[1].ikey) {
@@ -191,6 +165,147 @@ impl Node {
         }
         Ok(node)
     }
+}
+
+/// One change of a leaf relative to its base image: a put (`Some`) or a removal (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaEntry {
+    /// The key.
+    pub ikey: IKey,
+    /// The new value, or `None` when the key was removed.
+    pub val: Option<Val>,
+}
+
+/// Encodes delta entries:
+/// ```text
+/// delta := count:varint entry*
+/// entry := 0x00 klen:varint key dup:varint value     (put; value as in a leaf)
+///        | 0x01 klen:varint key dup:varint           (removal)
+/// ```
+pub fn encode_delta(entries: &[DeltaEntry], out: &mut Vec<u8>) {
+    put_varint(out, entries.len() as u64);
+    for e in entries {
+        match &e.val {
+            Some(v) => {
+                out.push(0);
+                put_ikey(out, &e.ikey);
+                put_val(out, v);
+            }
+            None => {
+                out.push(1);
+                put_ikey(out, &e.ikey);
+            }
+        }
+    }
+}
+
+/// Decodes delta entries (the bytes after the base location).
+pub fn decode_delta(buf: &Bytes) -> Result<Vec<DeltaEntry>, String> {
+    let mut r = Reader::new(buf);
+    let n = r.len(MAX_ENTRIES)?;
+    let mut out = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let put = match r.u8()? {
+            0 => true,
+            1 => false,
+            t => return Err(format!("unknown delta entry kind {t}")),
+        };
+        let ikey = get_ikey(&mut r, buf)?;
+        let val = if put { Some(get_val(&mut r, buf)?) } else { None };
+        out.push(DeltaEntry { ikey, val });
+    }
+    if out.windows(2).any(|w| w[0].ikey >= w[1].ikey) {
+        return Err("delta entries out of order".into());
+    }
+    if r.remaining() != 0 {
+        return Err(format!("{} trailing bytes after delta", r.remaining()));
+    }
+    Ok(out)
+}
+
+/// The changes that turn `base` into `new` (both sorted).
+pub fn diff(base: &[Item], new: &[Item]) -> Vec<DeltaEntry> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < base.len() || j < new.len() {
+        let ord = match (base.get(i), new.get(j)) {
+            (Some(a), Some(b)) => a.ikey.cmp(&b.ikey),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, _) => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                out.push(DeltaEntry { ikey: base[i].ikey.clone(), val: None });
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(DeltaEntry { ikey: new[j].ikey.clone(), val: Some(new[j].val.clone()) });
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if base[i].val != new[j].val {
+                    out.push(DeltaEntry { ikey: new[j].ikey.clone(), val: Some(new[j].val.clone()) });
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Applies a delta to its base items.
+pub fn apply_delta(base: &[Item], delta: &[DeltaEntry]) -> Vec<Item> {
+    let mut out = Vec::with_capacity(base.len() + delta.len());
+    let mut i = 0;
+    for e in delta {
+        while i < base.len() && base[i].ikey < e.ikey {
+            out.push(base[i].clone());
+            i += 1;
+        }
+        if i < base.len() && base[i].ikey == e.ikey {
+            i += 1;
+        }
+        if let Some(v) = &e.val {
+            out.push(Item { ikey: e.ikey.clone(), val: v.clone() });
+        }
+    }
+    out.extend_from_slice(&base[i..]);
+    out
+}
+
+fn put_val(out: &mut Vec<u8>, v: &Val) {
+    match v {
+        Val::Inline(v) => {
+            out.push(0);
+            put_varint(out, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+        Val::Blob { loc, len } => {
+            out.push(1);
+            out.extend_from_slice(&loc.seq.to_le_bytes());
+            out.extend_from_slice(&loc.off.to_le_bytes());
+            out.extend_from_slice(&loc.len.to_le_bytes());
+            put_varint(out, u64::from(*len));
+        }
+    }
+}
+
+fn get_val(r: &mut Reader<'_>, buf: &Bytes) -> Result<Val, String> {
+    Ok(match r.u8()? {
+        0 => {
+            let len = r.len(u32::MAX as usize)?;
+            let start = r.pos();
+            r.take(len)?;
+            Val::Inline(buf.slice(start..start + len))
+        }
+        1 => {
+            let loc = Loc { seq: r.u64()?, off: r.u32()?, len: r.u32()? };
+            let len = u32::try_from(r.varint()?).map_err(|_| "blob length overflows u32")?;
+            Val::Blob { loc, len }
+        }
+        t => return Err(format!("unknown value tag {t}")),
+    })
 }
 
 fn put_ikey(out: &mut Vec<u8>, k: &IKey) {

@@ -37,6 +37,9 @@ pub mod tag {
     /// Last record of a commit file: `meta_offset:u64le`, so readers find the metadata
     /// without reading node images.
     pub const TRAILER: u8 = 6;
+    /// A leaf stored as changes to an earlier full image: `node_id:u64le`, the base `Loc`
+    /// (`seq:u64le off:u32le len:u32le`), then the delta encoding.
+    pub const DELTA: u8 = 7;
 }
 
 /// Length of a commit file's trailer record.
