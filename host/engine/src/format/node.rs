@@ -38,6 +38,13 @@ impl IKey {
     pub fn unique(key: Bytes) -> Self {
         IKey::new(key, 0)
     }
+
+    /// Compares with a key given by parts (`prefix` must be `prefix_of(key)`), in the same
+    /// order as `Ord`.
+    #[inline]
+    pub fn cmp_parts(&self, prefix: u64, key: &[u8], dup: u64) -> std::cmp::Ordering {
+        self.prefix.cmp(&prefix).then_with(|| self.key[..].cmp(key)).then_with(|| self.dup.cmp(&dup))
+    }
 }
 
 /// The first eight bytes of `key`, zero-padded, as a big-endian integer.

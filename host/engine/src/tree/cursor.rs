@@ -171,6 +171,24 @@ pub fn get_val(src: &dyn NodeSource, root: u64, key: &IKey) -> Result<Option<Val
     lookup(src, root, key, |it| it.val.clone())
 }
 
+/// [`get_val`] for a borrowed key, with no allocation (the read-only fast path).
+pub fn get_val_borrowed(src: &dyn NodeSource, root: u64, key: &[u8], dup: u64) -> Result<Option<Val>> {
+    use crate::format::node::prefix_of;
+    use std::cmp::Ordering;
+    let prefix = prefix_of(key);
+    let cmp = |k: &IKey| -> Ordering { k.cmp_parts(prefix, key, dup) };
+    let mut node = src.node(root)?;
+    loop {
+        let next = match &*node {
+            Node::Inner { keys, children } => children[keys.partition_point(|k| cmp(k) != Ordering::Greater)],
+            Node::Leaf(items) => {
+                return Ok(items.binary_search_by(|it| cmp(&it.ikey)).ok().map(|i| items[i].val.clone()));
+            }
+        };
+        node = src.node(next)?;
+    }
+}
+
 fn lookup<T>(src: &dyn NodeSource, root: u64, key: &IKey, f: impl FnOnce(&Item) -> T) -> Result<Option<T>> {
     let mut node = src.node(root)?;
     loop {

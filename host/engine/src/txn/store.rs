@@ -108,10 +108,35 @@ impl<'t> Store<'t> {
     /// The value of `key` (the first one, for duplicate keys).
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
         self.check(false)?;
+        if let Some(v) = self.get_fast(key)? {
+            return Ok(v);
+        }
         let k = self.key(key)?;
         match self.first_with(&k)? {
             Some((_, v)) => Ok(Some(self.tx.resolve(v)?)),
             None => Ok(None),
+        }
+    }
+
+    /// Point read of a read-only transaction in a unique, bytewise store: nothing to record,
+    /// no buffered writes to consult, so the key is searched without copying it.
+    /// `None` when the fast path does not apply.
+    fn get_fast(&self, key: &[u8]) -> Result<Option<Option<Bytes>>> {
+        if !self.tx.is_read_only() {
+            return Ok(None);
+        }
+        let root = {
+            let inner = self.tx.inner.borrow();
+            let st = &inner.stores[self.idx];
+            if !st.meta.options.unique || st.codec.is_some() || key.len() > MAX_KEY_LEN || key.is_empty() {
+                return Ok(None);
+            }
+            st.root
+        };
+        let Some(root) = root else { return Ok(Some(None)) };
+        match crate::tree::cursor::get_val_borrowed(&self.tx.view(), root, key, 0)? {
+            Some(v) => Ok(Some(Some(self.tx.resolve(ValSrc::Tree(v))?))),
+            None => Ok(Some(None)),
         }
     }
 
