@@ -1,5 +1,5 @@
 //! The child side: one engine's phases in this process, then one JSON line on stdout with
-//! its ops/s and this process's peak resident memory.
+//! its ops/s, this process's peak resident memory and the flush rate probed before commit1.
 
 use super::workload::{self, Engine};
 use super::{EngineKind, Workload, report};
@@ -9,9 +9,10 @@ use std::path::Path;
 pub fn run(kind: EngineKind, w: &Workload, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
     let open = |path: &Path| open_engine(kind, path, w);
-    let ops = workload::run(kind.name(), w, dir, &open).with_context(|| format!("{} failed the benchmark", kind.name()))?;
-    let r = report::EngineResult { ops, peak_rss_mb: peak_rss_mb() };
-    println!("{}", serde_json::to_string(&report::engine_json(&r))?);
+    let m =
+        workload::run(kind.name(), w, dir, &open).with_context(|| format!("{} failed the benchmark", kind.name()))?;
+    let r = report::EngineResult { ops: m.ops, peak_rss_mb: peak_rss_mb(), fsync_per_s: Some(m.fsync_per_s) };
+    println!("{}", serde_json::to_string(&report::engine_json(&r, true))?);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! go through one snapshot. Its writes are blind, so updates and deletes cannot check that
 //! the key existed; the re-read after update and the empty scan after delete do.
 
-use super::workload::{Engine, Item};
+use super::workload::{Check, Engine, Item, Visit};
 use anyhow::{Context, Result};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use std::path::Path;
@@ -25,7 +25,7 @@ impl FjallEngine {
         Ok(FjallEngine { db, ks })
     }
 
-    fn batch(&self) -> fjall::WriteBatch {
+    fn batch(&self) -> fjall::OwnedWriteBatch {
         self.db.batch().durability(Some(PersistMode::SyncAll))
     }
 }
@@ -53,7 +53,7 @@ impl Engine for FjallEngine {
         Ok(())
     }
 
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()> {
         let snap = self.db.snapshot();
         for (i, k) in keys.iter().enumerate() {
             check(i, snap.get(&self.ks, k)?.as_deref())?;
@@ -61,7 +61,7 @@ impl Engine for FjallEngine {
         Ok(())
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
         let snap = self.db.snapshot();
         for g in snap.iter(&self.ks) {
             let (k, v) = g.into_inner()?;

@@ -5,7 +5,7 @@
 //! large enough for the workload with room for copy-on-write garbage.
 
 use super::Workload;
-use super::workload::{Engine, Item, KEY_LEN};
+use super::workload::{Check, Engine, Item, KEY_LEN, Visit};
 use anyhow::{Context, Result, anyhow, bail};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
@@ -65,7 +65,7 @@ impl Engine for LmdbEngine {
         Ok(())
     }
 
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()> {
         let tx = self.env.read_txn()?;
         for (i, k) in keys.iter().enumerate() {
             check(i, self.db.get(&tx, k)?)?;
@@ -73,7 +73,7 @@ impl Engine for LmdbEngine {
         Ok(())
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
         let tx = self.env.read_txn()?;
         for r in self.db.iter(&tx)? {
             let (k, v) = r?;

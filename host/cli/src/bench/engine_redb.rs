@@ -4,7 +4,7 @@
 //! flush per commit with the default 1PC+checksum strategy). Its default cache is 1 GiB,
 //! which shows in its peak RSS only as far as it is filled.
 
-use super::workload::{Engine, Item};
+use super::workload::{Check, Engine, Item, Visit};
 use anyhow::{Context, Result, bail};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -18,7 +18,8 @@ pub struct RedbEngine {
 impl RedbEngine {
     pub fn open(dir: &Path) -> Result<RedbEngine> {
         let path = dir.join("bench.redb");
-        let db = Database::create(&path).with_context(|| format!("cannot create a redb database at {}", path.display()))?;
+        let db =
+            Database::create(&path).with_context(|| format!("cannot create a redb database at {}", path.display()))?;
         let tx = db.begin_write()?;
         tx.open_table(TABLE)?;
         tx.commit()?;
@@ -67,7 +68,7 @@ impl Engine for RedbEngine {
         Ok(())
     }
 
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(TABLE)?;
         for (i, k) in keys.iter().enumerate() {
@@ -77,7 +78,7 @@ impl Engine for RedbEngine {
         Ok(())
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(TABLE)?;
         for r in t.iter()? {

@@ -4,7 +4,7 @@
 //! deletes use `update` and `remove`, which look the key up and say whether it existed, so
 //! the adapter checks every one.
 
-use super::workload::{Engine, Item};
+use super::workload::{Check, Engine, Item, Visit};
 use anyhow::{Context, Result, bail};
 use sop::{Database, StoreOptions};
 use std::path::Path;
@@ -59,7 +59,7 @@ impl Engine for SopEngine {
         Ok(())
     }
 
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()> {
         let tx = self.db.begin_read()?;
         let s = tx.open_store(STORE)?;
         for (i, k) in keys.iter().enumerate() {
@@ -68,7 +68,7 @@ impl Engine for SopEngine {
         Ok(())
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
         let tx = self.db.begin_read()?;
         for r in tx.open_store(STORE)?.iter()? {
             let (k, v) = r?;

@@ -5,7 +5,7 @@
 //! commit). WAL with the default `NORMAL` would not be durable ("might roll back following
 //! a power loss"). Other settings (page cache, page size) are SQLite's defaults.
 
-use super::workload::{Engine, Item};
+use super::workload::{Check, Engine, Item, Visit};
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::{Connection, params};
 use std::path::Path;
@@ -17,7 +17,8 @@ pub struct SqliteEngine {
 impl SqliteEngine {
     pub fn open(dir: &Path) -> Result<SqliteEngine> {
         let path = dir.join("bench.sqlite");
-        let conn = Connection::open(&path).with_context(|| format!("cannot open an SQLite database at {}", path.display()))?;
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open an SQLite database at {}", path.display()))?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode (journal_mode is {mode})");
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -66,7 +67,7 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()> {
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached("SELECT v FROM kv WHERE k = ?1")?;
@@ -82,7 +83,7 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached("SELECT k, v FROM kv ORDER BY k")?;

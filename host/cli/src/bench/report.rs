@@ -16,24 +16,30 @@ pub struct EngineResult {
     pub ops: PhaseOps,
     /// Peak resident memory of the process that ran the engine, in MiB.
     pub peak_rss_mb: f64,
+    /// The disk's flush rate probed just before this engine's commit1 phase (or its run).
+    pub fsync_per_s: Option<f64>,
 }
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `{"insert": ops, ..., "commit1": ops, "peak_rss_mb": x}`.
-pub fn engine_json(r: &EngineResult) -> Value {
+/// `{"insert": ops, ..., "commit1": ops, "peak_rss_mb": x}`, plus `"fsync_per_s"` between
+/// child and parent (`with_probe`); the `--json` output keeps the documented shape.
+pub fn engine_json(r: &EngineResult, with_probe: bool) -> Value {
     let mut m = Map::new();
     for (p, v) in PHASES.iter().zip(r.ops) {
         m.insert((*p).into(), json!(round1(v)));
     }
     m.insert("peak_rss_mb".into(), json!(round1(r.peak_rss_mb)));
+    if let (true, Some(f)) = (with_probe, r.fsync_per_s) {
+        m.insert("fsync_per_s".into(), json!(round1(f)));
+    }
     Value::Object(m)
 }
 
 /// Parses what a child (or the SOP-Go script) printed: its last line that is a JSON object
-/// with every phase and `peak_rss_mb`.
+/// with every phase and `peak_rss_mb` (and, from a child, `fsync_per_s`).
 pub fn parse_child(stdout: &[u8]) -> Result<EngineResult> {
     let text = String::from_utf8_lossy(stdout);
     let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON object in its output")?;
@@ -48,14 +54,24 @@ pub fn parse_child(stdout: &[u8]) -> Result<EngineResult> {
     for (o, p) in ops.iter_mut().zip(PHASES) {
         *o = num(p)?;
     }
-    Ok(EngineResult { ops, peak_rss_mb: num("peak_rss_mb")? })
+    let fsync_per_s = v.get("fsync_per_s").and_then(Value::as_f64).filter(|x| x.is_finite() && *x > 0.0);
+    Ok(EngineResult { ops, peak_rss_mb: num("peak_rss_mb")?, fsync_per_s })
+}
+
+/// The flush rate of the run: the median of the probe at the start and the one before each
+/// engine's commit1 phase.
+pub fn median_fsync(first: f64, results: &[(String, EngineResult)]) -> f64 {
+    let mut v: Vec<f64> = std::iter::once(first).chain(results.iter().filter_map(|(_, r)| r.fsync_per_s)).collect();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
 }
 
 /// The `--json` output: one object.
 pub fn json(w: &Workload, fsync_per_s: f64, results: &[(String, EngineResult)]) -> Result<String> {
     let mut engines = Map::new();
     for (name, r) in results {
-        engines.insert(name.clone(), engine_json(r));
+        engines.insert(name.clone(), engine_json(r, false));
     }
     let v = json!({
         "workload": {
@@ -91,6 +107,9 @@ pub fn one_line(r: &EngineResult) -> String {
         let _ = write!(s, "{p} {}/s  ", human(v));
     }
     let _ = write!(s, "peak {:.0} MiB", r.peak_rss_mb);
+    if let Some(f) = r.fsync_per_s {
+        let _ = write!(s, "  (disk {}/s)", human(f));
+    }
     s
 }
 
@@ -104,7 +123,11 @@ pub fn table(w: &Workload, fsync_per_s: f64, results: &[(String, EngineResult)])
         "\nsop bench: {} keys of 16 B, values of {} B; {} items per commit; {} single-item commits; sop slot length {}",
         w.n, w.value_size, w.batch, w.single, w.slot_length
     );
-    let _ = writeln!(s, "disk flush rate (4 KiB write + fdatasync, same folder, same run): {}/s\n", human(fsync_per_s));
+    let _ = writeln!(
+        s,
+        "disk flush rate (4 KiB write + fdatasync, same folder, same run): {}/s (median of the probes)\n",
+        human(fsync_per_s)
+    );
 
     let header = |s: &mut String, title: &str, names: &[&str]| {
         let _ = write!(s, "{title:<16}");
@@ -127,9 +150,15 @@ pub fn table(w: &Workload, fsync_per_s: f64, results: &[(String, EngineResult)])
         let _ = write!(s, "{:>COL$.0}", r.peak_rss_mb);
     }
     let _ = writeln!(s);
+    // The disk's rate moves within a run: compare commit1 with the probe taken just before it.
+    let _ = write!(s, "{:<16}", "flushes/s then");
+    for (_, r) in results {
+        let _ = write!(s, "{:>COL$}", human(r.fsync_per_s.unwrap_or(fsync_per_s)));
+    }
+    let _ = writeln!(s);
     let _ = write!(s, "{:<16}", "commit1 / flush");
     for (_, r) in results {
-        let _ = write!(s, "{:>COL$.2}", r.ops[5] / fsync_per_s);
+        let _ = write!(s, "{:>COL$.2}", r.ops[5] / r.fsync_per_s.unwrap_or(fsync_per_s));
     }
     let _ = writeln!(s);
 
@@ -150,13 +179,13 @@ pub fn table(w: &Workload, fsync_per_s: f64, results: &[(String, EngineResult)])
         }
     }
 
-    let _ = writeln!(s, "\nEvery engine commits durably (the commit has reached the disk when it returns):");
+    let _ = writeln!(s, "\nDurability (a durable commit has reached the disk when it returns):");
     let notes = [
-        ("sop", "default DbOptions: one synced commit file per batch, directory synced"),
-        ("redb", "default Durability::Immediate (fsync per commit)"),
-        ("lmdb", "heed defaults: sync on commit (no NO_SYNC / NO_META_SYNC)"),
-        ("fjall", "each batch with PersistMode::SyncAll (its default only buffers in the OS)"),
-        ("sqlite", "journal_mode=WAL, synchronous=FULL, WITHOUT ROWID table"),
+        ("sop", "durable: default DbOptions: one synced commit file per batch, directory synced"),
+        ("redb", "durable: default Durability::Immediate (fsync per commit)"),
+        ("lmdb", "durable: heed defaults: sync on commit (no NO_SYNC / NO_META_SYNC)"),
+        ("fjall", "durable: each batch with PersistMode::SyncAll (its default only buffers in the OS)"),
+        ("sqlite", "durable: journal_mode=WAL, synchronous=FULL, WITHOUT ROWID table"),
     ];
     for (name, how) in notes {
         if names.contains(&name) {
@@ -173,6 +202,9 @@ pub fn table(w: &Workload, fsync_per_s: f64, results: &[(String, EngineResult)])
         let _ = writeln!(s, "  (the reference engine, SOP-Go, does not fsync at all; add it with --with-sop-go)");
     }
     let data_mib = (w.n * (16 + w.value_size)) as f64 / f64::from(1 << 20);
-    let _ = writeln!(s, "Peak RSS: each engine's own process, including the workload's keys and values (~{data_mib:.0} MiB).");
+    let _ = writeln!(
+        s,
+        "Peak RSS: each engine's own process, including the workload's keys and values (~{data_mib:.0} MiB)."
+    );
     s
 }

@@ -21,6 +21,12 @@ pub const KEY_LEN: usize = 16;
 /// A key and its value, borrowed from the workload's buffers.
 pub type Item<'a> = (&'a [u8], &'a [u8]);
 
+/// Checks one looked-up value: the key's position in the request and the value, if found.
+pub type Check<'a> = dyn FnMut(usize, Option<&[u8]>) -> Result<()> + 'a;
+
+/// Visits one scanned item (key, value).
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// What an engine adapter implements: each write call is **one durable commit** of the given
 /// items; `read` and `scan` each run inside **one read transaction** (a snapshot). Adapters
 /// use the engine's natural calls and report a write that did not find its key (where the
@@ -34,9 +40,9 @@ pub trait Engine {
     fn delete(&mut self, keys: &[&[u8]]) -> Result<()>;
     /// Looks up every key in one read transaction and passes each value (`None` if absent)
     /// to `check` with the key's position in `keys`.
-    fn read(&mut self, keys: &[&[u8]], check: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>) -> Result<()>;
+    fn read(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Result<()>;
     /// Visits every item in key order in one read transaction.
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()>;
+    fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()>;
 }
 
 /// Opens (creating) an engine's database in a folder.
@@ -92,15 +98,24 @@ fn order(n: usize, seed: u64) -> Vec<usize> {
 
 fn bar(engine: &str, phase: &str, len: usize) -> ProgressBar {
     let b = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {per_sec}")
+    let style = ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} ({elapsed})")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     b.set_style(style.progress_chars("=> "));
     b.set_prefix(format!("{engine} {phase}"));
     b
 }
 
-/// Runs every phase against databases in subfolders of `dir` and returns ops/s per phase.
-pub fn run(engine: &str, w: &Workload, dir: &Path, open: Opener<'_>) -> Result<PhaseOps> {
+/// What one engine's run measured.
+pub struct Measured {
+    /// Operations per second of each phase.
+    pub ops: PhaseOps,
+    /// The disk's flush rate probed right before the single-commit phase: on a shared disk
+    /// the rate moves a lot within a run, and commit1 is bounded by the rate of its moment.
+    pub fsync_per_s: f64,
+}
+
+/// Runs every phase against databases in subfolders of `dir`.
+pub fn run(engine: &str, w: &Workload, dir: &Path, open: Opener<'_>) -> Result<Measured> {
     let mut data = Data::new(w.n, w.value_size);
     let mut ops = [0.0; 6];
     let rate = |count: usize, t: Instant| count as f64 / t.elapsed().as_secs_f64().max(1e-9);
@@ -159,6 +174,7 @@ pub fn run(engine: &str, w: &Workload, dir: &Path, open: Opener<'_>) -> Result<P
     drop(db);
 
     // commit1: single-item commits into a fresh database.
+    let fsync_per_s = super::fsync::probe(dir)?;
     let mut db = open(&dir.join("single")).context("cannot open the second database")?;
     let b = bar(engine, "commit1", w.single);
     let t = Instant::now();
@@ -170,7 +186,7 @@ pub fn run(engine: &str, w: &Workload, dir: &Path, open: Opener<'_>) -> Result<P
     b.finish_and_clear();
     let count = scan_count(&mut *db, w.value_size).context("the scan after single commits failed")?;
     ensure!(count == w.single, "the scan after single commits found {count} items, expected {}", w.single);
-    Ok(ops)
+    Ok(Measured { ops, fsync_per_s })
 }
 
 /// Writes the items at positions `ord`, `batch` per call of `write` (one commit each).
