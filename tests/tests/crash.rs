@@ -56,8 +56,19 @@ fn step(db: &Database, i: u32) -> sop::Result<()> {
     tx.commit().map(|_| ())
 }
 
+/// Rewrites one hot key: every commit supersedes the last, so commit files die, are
+/// reclaimed after each checkpoint and reused by later commits.
+fn hot_step(db: &Database, i: u32) -> sop::Result<()> {
+    let tx = db.begin_write()?;
+    let h = tx.open_or_create_store("hot", StoreOptions::default())?;
+    h.upsert(&[(i % 2) as u8], &vec![i as u8; 64 + i as usize])?;
+    tx.commit().map(|_| ())
+}
+
+type Step = fn(&Database, u32) -> sop::Result<()>;
+
 /// The states after 0..=n steps, computed on a fault-free file system.
-fn expected_states(n: u32) -> Vec<Contents> {
+fn expected_states(step: Step, n: u32) -> Vec<Contents> {
     let fs = SimVfs::new();
     let db = open(&fs).unwrap();
     let mut out = vec![dump(&db).unwrap()];
@@ -73,26 +84,35 @@ const MORE: u32 = 5;
 
 #[test]
 fn every_crash_point_recovers_to_a_commit_boundary() {
-    let states = expected_states(PRE + MORE);
+    crash_points(step, PRE, MORE);
+}
+
+#[test]
+fn every_crash_point_recovers_while_files_are_reclaimed_and_reused() {
+    crash_points(hot_step, 8, 10);
+}
+
+fn crash_points(step: Step, pre: u32, more: u32) {
+    let states = expected_states(step, pre + more);
 
     // A durable base state.
     let base = SimVfs::new();
     {
         let db = open(&base).unwrap();
-        for i in 0..PRE {
+        for i in 0..pre {
             step(&db, i).unwrap();
         }
     }
     // Acknowledged commits must survive losing everything unsynced.
     let durable = base.crash_image(CrashMode::DropUnsynced, 0);
-    assert_eq!(dump(&open(&durable).unwrap()).unwrap(), states[PRE as usize]);
+    assert_eq!(dump(&open(&durable).unwrap()).unwrap(), states[pre as usize]);
 
     // Count the operations of the remaining workload.
     let probe = base.crash_image(CrashMode::KeepAll, 0);
     let total_ops = {
         let db = open(&probe).unwrap();
         let start = probe.op_count();
-        for i in PRE..PRE + MORE {
+        for i in pre..pre + more {
             step(&db, i).unwrap();
         }
         probe.op_count() - start
@@ -104,8 +124,8 @@ fn every_crash_point_recovers_to_a_commit_boundary() {
         let fs = base.crash_image(CrashMode::KeepAll, 0);
         let db = open(&fs).unwrap();
         fs.crash_after(k);
-        let mut acked = PRE;
-        for i in PRE..PRE + MORE {
+        let mut acked = pre;
+        for i in pre..pre + more {
             match step(&db, i) {
                 Ok(()) => acked = i + 1,
                 Err(_) => break,
@@ -130,7 +150,7 @@ fn every_crash_point_recovers_to_a_commit_boundary() {
             // The in-flight commit may or may not have landed; nothing acknowledged is lost
             // and no partial commit is visible.
             let ok = got == states[acked as usize]
-                || (acked < PRE + MORE && got == states[acked as usize + 1]);
+                || (acked < pre + more && got == states[acked as usize + 1]);
             assert!(ok, "crash point {k} {mode:?}: recovered state is not the state after commit {acked} (or the next)");
             // The recovered database accepts new commits.
             step(&db, 50).unwrap_or_else(|e| panic!("crash point {k} {mode:?}: commit after recovery failed: {e}"));
@@ -143,7 +163,7 @@ fn every_crash_point_recovers_to_a_commit_boundary() {
 
 #[test]
 fn failed_fsync_poisons_the_handle_and_reopen_recovers() {
-    let states = expected_states(PRE + 1);
+    let states = expected_states(step, PRE + 1);
     let fs = SimVfs::new();
     let db = open(&fs).unwrap();
     for i in 0..PRE {

@@ -467,6 +467,29 @@ impl DbInner {
 
     /// Writes `buf` to a temp file and makes it durable. Any failure poisons the handle.
     pub(crate) fn write_tmp(&self, seq: u64, buf: &[u8]) -> Result<std::path::PathBuf> {
+        // Reusing a reclaimed commit file avoids allocating (and later freeing) an inode per
+        // commit, which on some file systems costs more than the flush itself.
+        let recycled = self.recycled.lock().pop();
+        if let Some(old) = recycled {
+            // A fresh name: temp files are told apart from dead writers' debris by age.
+            let path = files::tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
+            if self.vfs.rename(&old, &path).is_err() {
+                let _ = self.vfs.remove_file(&old);
+                return self.write_tmp(seq, buf);
+            }
+            let fail = |e: io::Error| self.poison(&Error::io(&path, e));
+            match self.vfs.open_rw(&path) {
+                Ok(f) => {
+                    f.write_at(buf, 0).map_err(fail)?;
+                    f.set_len(buf.len() as u64).map_err(fail)?;
+                    f.sync_data().map_err(fail)?;
+                    return Ok(path);
+                }
+                Err(_) => {
+                    let _ = self.vfs.remove_file(&path);
+                }
+            }
+        }
         let tmp = files::tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
         let fail = |e: io::Error| self.poison(&Error::io(&tmp, e));
         let f = self.vfs.create_new(&tmp).map_err(fail)?;

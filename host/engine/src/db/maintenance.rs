@@ -23,6 +23,9 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// Dead commit files kept for reuse.
+const RECYCLE_POOL: usize = 16;
+
 #[derive(Debug, Clone)]
 struct FileInfo {
     total: u64,
@@ -298,7 +301,13 @@ impl DbInner {
         };
         for seq in victims {
             let p = self.layout.commit(seq);
-            match self.vfs.remove_file(&p) {
+            // Keep a few dead files to overwrite as future commit files (see `write_tmp`);
+            // the rename need not be durable: after a crash the file is simply dead again.
+            let recycle = self.recycle_ok && self.recycled.lock().len() < RECYCLE_POOL;
+            let to = files::tmp_name(&self.layout.tmp(), self.writer, "recycled");
+            let r = if recycle { self.vfs.rename(&p, &to) } else { self.vfs.remove_file(&p) };
+            match r {
+                Ok(()) if recycle => self.recycled.lock().push(to),
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(p, e)),

@@ -118,6 +118,10 @@ pub(crate) struct DbInner {
     /// Serialises changes of `state` (install, catch-up, checkpoint load) with the publication
     /// of our own commits.
     pub apply_lock: Mutex<()>,
+    /// Reclaimed commit files in `tmp/`, to be overwritten by later commits.
+    pub recycled: Mutex<Vec<PathBuf>>,
+    /// Whether the file system can reuse files (`open_rw` and `set_len`).
+    pub recycle_ok: bool,
     /// When a catch-up last saw that no newer commit exists (see `link_tmp`).
     pub last_catch_up: Mutex<std::time::Instant>,
     pub queue: Mutex<CommitQueue>,
@@ -183,6 +187,7 @@ impl Database {
             vfs.create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let mode_lock = take_mode_lock(&*vfs, &layout, opts.coordinator.is_cluster())?;
+        let recycle_ok = supports_reuse(&*vfs, &layout);
         let inner = Arc::new(DbInner {
             _mode_lock: mode_lock,
             files: FileTable::new(vfs.clone(), layout.clone()),
@@ -194,6 +199,8 @@ impl Database {
             state: RwLock::new(Arc::new(State::default())),
             apply_lock: Mutex::new(()),
             last_catch_up: Mutex::new(std::time::Instant::now()),
+            recycled: Mutex::new(Vec::new()),
+            recycle_ok,
             queue: Mutex::new(CommitQueue::default()),
             queue_cv: Condvar::new(),
             history: Mutex::new(History::default()),
@@ -409,6 +416,16 @@ impl NodeSource for View<'_> {
     fn node(&self, id: u64) -> Result<Arc<Node>> {
         self.db.node_in(self.state, id)
     }
+}
+
+/// Probes whether files can be reopened for writing and resized (real file systems can;
+/// simulated ones may not).
+fn supports_reuse(vfs: &dyn Vfs, layout: &Layout) -> bool {
+    let probe = files::tmp_name(&layout.tmp(), 0, "probe");
+    let ok = vfs.create_new(&probe).is_ok()
+        && vfs.open_rw(&probe).and_then(|f| f.set_len(0)).is_ok();
+    let _ = vfs.remove_file(&probe);
+    ok
 }
 
 /// Refuses to open a folder that another process uses in the other mode. Embedded users

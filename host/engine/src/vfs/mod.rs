@@ -29,6 +29,11 @@ pub trait VFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends the file. Optional: file systems without it return `Unsupported`,
+    /// and the engine then never reuses files.
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 
     /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -60,6 +65,11 @@ pub trait Vfs: Send + Sync + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Opens an existing file for reading.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Opens an existing file for reading and writing. Optional (`Unsupported` by default):
+    /// used to reuse dead commit files instead of creating new ones.
+    fn open_rw(&self, _path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Creates a new, empty file for reading and writing; fails with `AlreadyExists` if present.
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
     /// Adds a second name for `from` at `to`; fails with `AlreadyExists` if `to` exists.

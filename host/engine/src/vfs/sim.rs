@@ -50,6 +50,9 @@ struct Inode {
     durable: Vec<u8>,
     /// Writes since the last sync, in order: the state a crash may or may not have persisted.
     pending: Vec<(u64, Vec<u8>)>,
+    /// A `set_len` since the last sync, applied after the pending writes (the engine resizes
+    /// only after writing).
+    pending_len: Option<usize>,
     /// Open handles; an inode with no names (in either view) and no handles is freed.
     open: usize,
 }
@@ -280,6 +283,16 @@ impl SimVfs {
                     CrashMode::Torn => torn_write(&mut content, *offset, data, &mut rng),
                 }
             }
+            if let Some(len) = inode.pending_len {
+                let persisted = match mode {
+                    CrashMode::DropUnsynced => false,
+                    CrashMode::KeepAll => true,
+                    CrashMode::Torn => rng.random::<bool>(),
+                };
+                if persisted {
+                    content.resize(len, 0);
+                }
+            }
             out.inodes.insert(ino, Inode { volatile: content.clone(), durable: content, ..Inode::default() });
         }
         SimVfs { state: Arc::new(Mutex::new(out)) }
@@ -392,6 +405,14 @@ impl Vfs for SimVfs {
         s.inode_mut(ino)?.open += 1;
         drop(s);
         Ok(self.handle(ino, false))
+    }
+
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        let mut s = self.state.lock();
+        let ino = s.lookup(path)?;
+        s.inode_mut(ino)?.open += 1;
+        drop(s);
+        Ok(self.handle(ino, true))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
@@ -520,12 +541,29 @@ impl VFile for SimFile {
         let failed = std::mem::take(&mut s.fail_next_sync);
         let inode = s.inode_mut(self.ino)?;
         let pending = std::mem::take(&mut inode.pending);
+        let pending_len = inode.pending_len.take();
         if failed {
             return Err(fsync_error());
         }
         for (offset, data) in pending {
             write_into(&mut inode.durable, offset, &data);
         }
+        if let Some(len) = pending_len {
+            inode.durable.resize(len, 0);
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin_op()?;
+        if !self.writable {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"));
+        }
+        let len = write_end(len, 0)?;
+        let inode = s.inode_mut(self.ino)?;
+        inode.volatile.resize(len, 0);
+        inode.pending_len = Some(len);
         Ok(())
     }
 

@@ -26,6 +26,9 @@ impl VFile for StdFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
 }
 
 impl Vfs for StdVfs {
@@ -43,6 +46,9 @@ impl Vfs for StdVfs {
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         Ok(Arc::new(StdFile(File::open(path)?)))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Ok(Arc::new(StdFile(OpenOptions::new().read(true).write(true).open(path)?)))
     }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         let f = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
