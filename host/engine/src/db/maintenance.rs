@@ -23,8 +23,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// Dead commit files kept for reuse.
-const RECYCLE_POOL: usize = 16;
+/// Dead (emptied) commit files kept for reuse: enough for the commits between checkpoints.
+const RECYCLE_POOL: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct FileInfo {
@@ -303,7 +303,10 @@ impl DbInner {
             let p = self.layout.commit(seq);
             // Keep a few dead files to overwrite as future commit files (see `write_tmp`);
             // the rename need not be durable: after a crash the file is simply dead again.
-            let recycle = self.recycle_ok && self.recycled.lock().len() < RECYCLE_POOL;
+            // Emptied first, so the pool holds inodes, not bytes.
+            let recycle = self.recycle_ok
+                && self.recycled.lock().len() < RECYCLE_POOL
+                && self.vfs.open_rw(&p).and_then(|f| f.set_len(0)).is_ok();
             let to = files::tmp_name(&self.layout.tmp(), self.writer, "recycled");
             let r = if recycle { self.vfs.rename(&p, &to) } else { self.vfs.remove_file(&p) };
             match r {
