@@ -1,6 +1,11 @@
 //! A real `redis-server` on a free loopback port, owned by one test.
+//!
+//! Ports come from a range private to this test process (derived from its pid, then counted
+//! up), so a server that is killed and restarted on its port is not raced for that port by a
+//! parallel test; a port found busy is skipped, and the answering server's pid is checked.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,8 +20,13 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         // Tests run in parallel: a port found free may be taken by another test's server
         // before ours binds it, so retry until the server answering is really ours.
-        for _ in 0..20 {
-            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let base = 20_000 + (std::process::id() % 400) as u16 * 100;
+        for _ in 0..100 {
+            let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+            if TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
             let mut s = RedisServer { port, child: None };
             if s.try_start() {
                 return s;

@@ -91,8 +91,19 @@ impl FileTable {
         self.open.lock().remove(&seq);
     }
 
-    /// Reads and verifies one record; returns its tag and payload.
+    /// Reads and verifies one record; returns its tag and payload. A file that was reclaimed
+    /// (and maybe reused) under a reader's feet reads as [`Error::SnapshotTooOld`].
     pub fn read_record(&self, loc: Loc) -> Result<(u8, Bytes)> {
+        match self.read_record_raw(loc) {
+            Err(Error::Corrupt { .. }) if !self.vfs.exists(&self.layout.commit(loc.seq)).unwrap_or(true) => {
+                self.forget(loc.seq);
+                Err(Error::SnapshotTooOld(loc.seq))
+            }
+            r => r,
+        }
+    }
+
+    fn read_record_raw(&self, loc: Loc) -> Result<(u8, Bytes)> {
         let f = self.get(loc.seq)?;
         let path = self.layout.commit(loc.seq);
         let mut buf = vec![0u8; loc.len as usize];

@@ -303,14 +303,18 @@ impl DbInner {
             let p = self.layout.commit(seq);
             // Keep a few dead files to overwrite as future commit files (see `write_tmp`);
             // the rename need not be durable: after a crash the file is simply dead again.
-            // Emptied first, so the pool holds inodes, not bytes.
-            let recycle = self.recycle_ok
-                && self.recycled.lock().len() < RECYCLE_POOL
-                && self.vfs.open_rw(&p).and_then(|f| f.set_len(0)).is_ok();
+            let recycle = self.recycle_ok && self.recycled.lock().len() < RECYCLE_POOL;
             let to = files::tmp_name(&self.layout.tmp(), self.writer, "recycled");
             let r = if recycle { self.vfs.rename(&p, &to) } else { self.vfs.remove_file(&p) };
             match r {
-                Ok(()) if recycle => self.recycled.lock().push(to),
+                // Emptied once out of `commits/` (never under its name, where a lagging reader
+                // may look), so the pool holds inodes, not bytes.
+                Ok(()) if recycle => match self.vfs.open_rw(&to).and_then(|f| f.set_len(0)) {
+                    Ok(()) => self.recycled.lock().push(to),
+                    Err(_) => {
+                        let _ = self.vfs.remove_file(&to);
+                    }
+                },
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(p, e)),

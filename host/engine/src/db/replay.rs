@@ -117,7 +117,18 @@ impl DbInner {
                 }
                 Err(e) => return Err(Error::io(path, e)),
             };
-            self.replay_commit(&path, next, &*f)?;
+            match self.replay_commit(&path, next, &*f) {
+                Ok(()) => {}
+                // Reclaimed (and perhaps reused) while we read it: we are behind a checkpoint.
+                Err(Error::Corrupt { .. }) if !self.vfs.exists(&path).map_err(|e| Error::io(&path, e))? => {
+                    let newer = self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
+                    match newer {
+                        Some(c) => self.load_checkpoint(c)?,
+                        None => return Err(Error::corrupt(path, "commit file vanished while being read")),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
