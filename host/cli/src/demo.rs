@@ -101,7 +101,7 @@ fn sum_counters(tx: &sop::Transaction) -> Result<u64> {
     Ok(sum)
 }
 
-fn setup(db: &Database, slot_length: u32) -> Result<()> {
+pub(crate) fn setup(db: &Database, slot_length: u32) -> Result<()> {
     let opts = StoreOptions { slot_length, ..StoreOptions::default() };
     db.transact(|tx| {
         tx.open_or_create_store("demo", opts.clone())?;

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Demo(a) => demo::run(a, &cli.conn),
         Cmd::DemoWorker(a) => demo::worker(a, &cli.conn),
-        Cmd::Bench(a) => bench::run(a),
+        Cmd::Bench(a) => bench::run(a, &cli.conn),
         Cmd::Inspect(a) => check::inspect(a, &cli.conn),
         Cmd::Verify(a) => check::verify(a, &cli.conn),
         Cmd::Store(c) => kv::store(c, &cli.conn),

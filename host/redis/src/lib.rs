@@ -42,8 +42,8 @@ end";
 const MAX_TTL_MS: u64 = 1 << 48;
 
 /// First and largest sleep between attempts in [`Coordinator::acquire`].
-const POLL_MIN: Duration = Duration::from_millis(1);
-const POLL_MAX: Duration = Duration::from_millis(10);
+const POLL_MIN: Duration = Duration::from_micros(100);
+const POLL_MAX: Duration = Duration::from_millis(2);
 
 /// How to reach Redis and how to name keys there.
 #[derive(Clone)]

@@ -13,6 +13,7 @@
 //! side; [`report`] formats the table and JSON; [`fsync`] probes the disk; [`sop_go`] drives
 //! the reference implementation through its Python wheel.
 
+mod swarm;
 mod child;
 #[cfg(feature = "peers")]
 mod engine_fjall;
@@ -35,6 +36,9 @@ use std::process::{Command, Stdio};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// `sop bench swarm`: several processes on one store.
+    #[command(subcommand)]
+    sub: Option<BenchCmd>,
     /// Engines to run, comma-separated (default: every engine built in).
     #[arg(long, value_enum, value_delimiter = ',')]
     engines: Vec<EngineKind>,
@@ -66,6 +70,12 @@ pub struct Args {
     /// Internal: run one engine's phases in this process and print its JSON result.
     #[arg(long, value_enum, hide = true)]
     engine_child: Option<EngineKind>,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCmd {
+    /// Aggregate throughput of 1, 2, 4 processes writing one store (the storage swarm).
+    Swarm(swarm::Args),
 }
 
 /// The engines `sop bench` knows.
@@ -109,7 +119,10 @@ pub struct Workload {
     pub slot_length: u32,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, conn: &crate::conn::Conn) -> Result<()> {
+    if let Some(BenchCmd::Swarm(s)) = a.sub {
+        return swarm::run(s, conn);
+    }
     let w = Workload { n: a.n, batch: a.batch, single: a.single, value_size: a.value_size, slot_length: a.slot_length };
     check_workload(&w)?;
     if let Some(kind) = a.engine_child {
