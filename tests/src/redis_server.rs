@@ -5,8 +5,8 @@
 //! parallel test; a port found busy is skipped, and the answering server's pid is checked.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running (or stopped) Redis server; killed on drop.

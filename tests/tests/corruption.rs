@@ -159,11 +159,7 @@ fn read_everything(sim: &SimVfs) -> sop::Result<Model> {
     let mut out = Model::new();
     for name in tx.store_names()? {
         let s = tx.open_store(&name)?;
-        let fwd: Vec<(Vec<u8>, Vec<u8>)> =
-            s.iter()?.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<sop::Result<_>>()?;
-        let mut rev: Vec<(Vec<u8>, Vec<u8>)> =
-            s.iter_rev()?.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<sop::Result<_>>()?;
-        rev.reverse();
+        let (fwd, rev) = sop_tests::scans(&s)?;
         let count = s.count()?;
         let mut items = fwd.clone();
         // Disagreements between the access paths are reported as (impossible) extra items so

@@ -33,11 +33,16 @@ fn step(db: &Database, i: u32) -> sop::Result<()> {
     let a = tx.open_or_create_store("a", StoreOptions { slot_length: 4, ..StoreOptions::default() })?;
     let b = tx.open_or_create_store(
         "b",
-        StoreOptions { slot_length: 4, unique: false, value_placement: ValuePlacement::Blob, ..StoreOptions::default() },
+        StoreOptions {
+            slot_length: 4,
+            unique: false,
+            value_placement: ValuePlacement::Blob,
+            ..StoreOptions::default()
+        },
     )?;
     for j in 0..12u32 {
         let k = (i * 7 + j * 13) % 40;
-        if (i + j) % 5 == 0 {
+        if (i + j).is_multiple_of(5) {
             a.remove(&k.to_be_bytes())?;
         } else {
             a.upsert(&k.to_be_bytes(), format!("v{i}-{j}").as_bytes())?;
@@ -149,9 +154,11 @@ fn crash_points(step: Step, pre: u32, more: u32) {
             let got = dump(&db).unwrap_or_else(|e| panic!("crash point {k} {mode:?}: read failed: {e}"));
             // The in-flight commit may or may not have landed; nothing acknowledged is lost
             // and no partial commit is visible.
-            let ok = got == states[acked as usize]
-                || (acked < pre + more && got == states[acked as usize + 1]);
-            assert!(ok, "crash point {k} {mode:?}: recovered state is not the state after commit {acked} (or the next)");
+            let ok = got == states[acked as usize] || (acked < pre + more && got == states[acked as usize + 1]);
+            assert!(
+                ok,
+                "crash point {k} {mode:?}: recovered state is not the state after commit {acked} (or the next)"
+            );
             // The recovered database accepts new commits.
             step(&db, 50).unwrap_or_else(|e| panic!("crash point {k} {mode:?}: commit after recovery failed: {e}"));
             checked += 1;

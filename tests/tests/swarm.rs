@@ -44,8 +44,11 @@ fn finish(c: Child) -> (u64, u64, u64, u64) {
 
 fn open(redis: &RedisServer, dir: &Path) -> Database {
     let coord = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(redis.url(), "sop")).unwrap();
-    Database::open_with(dir, DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..DbOptions::default() })
-        .unwrap()
+    Database::open_with(
+        dir,
+        DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..DbOptions::default() },
+    )
+    .unwrap()
 }
 
 fn counter(db: &Database) -> u64 {
@@ -112,8 +115,8 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
         }
         let kids: Vec<_> = (0..4).map(|id| w.spawn(&["phantom", &id.to_string(), "150"])).collect();
         kids.into_iter().for_each(|c| {
-        finish(c);
-    });
+            finish(c);
+        });
         let db = open(&redis, dir.path());
         let tx = db.begin_read().unwrap();
         let s = tx.open_store("p").unwrap();
@@ -264,7 +267,15 @@ fn list_append(procs: u64, txns: u64, keys: u64, planted: bool) -> sop_tests::ch
     }
     let logs: Vec<_> = (0..procs).map(|i| dir.path().join(format!("append-{i}.log"))).collect();
     let kids: Vec<_> = (0..procs)
-        .map(|i| w.spawn(&["append", &(i + 1).to_string(), &txns.to_string(), &keys.to_string(), logs[i as usize].to_str().unwrap()]))
+        .map(|i| {
+            w.spawn(&[
+                "append",
+                &(i + 1).to_string(),
+                &txns.to_string(),
+                &keys.to_string(),
+                logs[i as usize].to_str().unwrap(),
+            ])
+        })
         .collect();
     kids.into_iter().for_each(|c| {
         finish(c);

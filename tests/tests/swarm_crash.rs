@@ -33,8 +33,11 @@ fn spawn(redis: &RedisServer, dir: &Path, id: u64, env: &[(&str, String)], extra
 
 fn open(redis: &RedisServer, dir: &Path) -> Database {
     let coord = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(redis.url(), "sop")).unwrap();
-    Database::open_with(dir.join("db"), DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..Default::default() })
-        .unwrap()
+    Database::open_with(
+        dir.join("db"),
+        DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..Default::default() },
+    )
+    .unwrap()
 }
 
 struct Logged {
@@ -52,7 +55,8 @@ fn read_logs(dir: &Path) -> Logged {
         // A killed worker may leave a torn last line; every complete line parses.
         for v in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
             if let Some(t) = v["invoke"].as_u64() {
-                let planned: Vec<u64> = v["appends"].as_array().unwrap().iter().map(|a| a[1].as_u64().unwrap()).collect();
+                let planned: Vec<u64> =
+                    v["appends"].as_array().unwrap().iter().map(|a| a[1].as_u64().unwrap()).collect();
                 for val in &planned {
                     l.values.insert(*val, (t, String::new()));
                 }
@@ -88,7 +92,8 @@ fn kill_dash_nine_loses_no_acknowledged_commit() {
     let started = Instant::now();
     while kills < kills_wanted {
         std::thread::sleep(Duration::from_millis(rng.random_range(5..60)));
-        let victims: Vec<usize> = if kills % 50 == 49 { (0..kids.len()).collect() } else { vec![rng.random_range(0..kids.len())] };
+        let victims: Vec<usize> =
+            if kills % 50 == 49 { (0..kids.len()).collect() } else { vec![rng.random_range(0..kids.len())] };
         for v in victims {
             let _ = kids[v].kill(); // SIGKILL
             let _ = kids[v].wait();

@@ -22,8 +22,11 @@ impl Conn {
     pub fn options(&self, create: bool) -> Result<DbOptions> {
         let mut o = DbOptions { create_if_missing: create, ..DbOptions::default() };
         if let Some(url) = &self.redis {
-            let c = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(url.clone(), self.redis_prefix.clone()))
-                .with_context(|| format!("cannot reach Redis at {url}"))?;
+            let c = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(
+                url.clone(),
+                self.redis_prefix.clone(),
+            ))
+            .with_context(|| format!("cannot reach Redis at {url}"))?;
             o.coordinator = Arc::new(c);
         }
         Ok(o)

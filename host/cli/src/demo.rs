@@ -72,7 +72,15 @@ fn value(w: usize, j: usize) -> Vec<u8> {
 
 /// Writer `w` of `writers`: adds its items, `batch` per transaction, each transaction also
 /// incrementing a shared counter.
-fn write(db: &Database, run: u32, w: usize, writers: usize, items: usize, batch: usize, done: &AtomicU64) -> sop::Result<()> {
+fn write(
+    db: &Database,
+    run: u32,
+    w: usize,
+    writers: usize,
+    items: usize,
+    batch: usize,
+    done: &AtomicU64,
+) -> sop::Result<()> {
     let mut i = 0;
     while i < items {
         let n = batch.min(items - i);
@@ -152,7 +160,9 @@ pub fn run(a: Args, conn: &Conn) -> Result<()> {
     let total = (writers * a.items) as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} items  {msg}").expect("valid template").progress_chars("=> "),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} items  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     let run_id: u32 = rand::random();
     let start = Instant::now();
@@ -251,24 +261,17 @@ fn run_threads(db: &Database, a: &Args, run: u32, first: usize, writers: usize, 
 }
 
 /// Starts `a.procs` writer processes and sums what they report.
-fn run_procs(db: &Database, dir: &Path, a: &Args, conn: &Conn, run: u32, writers: usize, bar: &ProgressBar) -> Result<Totals> {
-    let exe = std::env::current_exe().context("cannot find the sop executable")?;
-    let mut kids = Vec::new();
-    for p in 0..a.procs {
-        let mut c = Command::new(&exe);
-        if let Some(url) = &conn.redis {
-            c.args(["--redis", url, "--redis-prefix", &conn.redis_prefix]);
-        }
-        c.arg("demo-worker").arg(dir).args([
-            "--run", &run.to_string(),
-            "--first", &(p * a.threads).to_string(),
-            "--threads", &a.threads.to_string(),
-            "--writers", &writers.to_string(),
-            "--items", &a.items.to_string(),
-            "--batch", &a.batch.to_string(),
-        ]);
-        kids.push(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start a writer process")?);
-    }
+fn run_procs(
+    db: &Database,
+    dir: &Path,
+    a: &Args,
+    conn: &Conn,
+    run: u32,
+    writers: usize,
+    bar: &ProgressBar,
+) -> Result<Totals> {
+    let plan = Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch };
+    let mut kids = spawn_writers(conn, dir, a.procs, &plan)?;
     // Progress from the shared store itself: every process sees every commit.
     loop {
         let running = kids.iter_mut().map(|k| k.try_wait().ok().flatten()).filter(Option::is_none).count();
@@ -297,6 +300,33 @@ fn run_procs(db: &Database, dir: &Path, a: &Args, conn: &Conn, run: u32, writers
         }
     }
     Ok(t)
+}
+
+/// What every writer process of a run is told.
+pub(crate) struct Plan {
+    pub run: u32,
+    pub threads: usize,
+    pub writers: usize,
+    pub items: usize,
+    pub batch: usize,
+}
+
+/// Starts `procs` `sop demo-worker` processes on `dir`, each with `plan.threads` writers.
+pub(crate) fn spawn_writers(conn: &Conn, dir: &Path, procs: usize, plan: &Plan) -> Result<Vec<std::process::Child>> {
+    let exe = std::env::current_exe().context("cannot find the sop executable")?;
+    let mut kids = Vec::new();
+    for p in 0..procs {
+        let mut c = Command::new(&exe);
+        if let Some(url) = &conn.redis {
+            c.args(["--redis", url, "--redis-prefix", &conn.redis_prefix]);
+        }
+        let n = |v: usize| v.to_string();
+        c.arg("demo-worker").arg(dir).args(["--run", &plan.run.to_string(), "--first", &n(p * plan.threads)]);
+        c.args(["--threads", &n(plan.threads), "--writers", &n(plan.writers)]);
+        c.args(["--items", &n(plan.items), "--batch", &n(plan.batch)]);
+        kids.push(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start a writer process")?);
+    }
+    Ok(kids)
 }
 
 /// `sop demo-worker`: one process of `sop demo --procs`.

@@ -1,7 +1,7 @@
 //! Quick manual work: `sop store create|list|remove`, `sop get|put|del|scan`.
 
-use anyhow::{Context, Result, bail};
 use crate::conn::Conn;
+use anyhow::{Context, Result, bail};
 use sop::{StoreOptions, ValuePlacement};
 use std::path::PathBuf;
 

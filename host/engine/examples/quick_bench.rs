@@ -62,7 +62,9 @@ fn main() -> sop::Result<()> {
         tx.commit()?;
     }
     let c1 = single as f64 / t.elapsed().as_secs_f64();
-    println!("n={n} slot={slot}: insert {ins:.0}/s read {read:.0}/s scan {scan:.0}/s delete {del:.0}/s commit1 {c1:.0}/s");
+    println!(
+        "n={n} slot={slot}: insert {ins:.0}/s read {read:.0}/s scan {scan:.0}/s delete {del:.0}/s commit1 {c1:.0}/s"
+    );
     println!("{:?}", db.stats());
     Ok(())
 }

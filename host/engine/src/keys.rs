@@ -122,13 +122,8 @@ pub trait Key: Sized {
 }
 
 /// Takes exactly `N` bytes from the front of `input`.
-fn take<const N: usize>(
-    input: &mut &[u8],
-    expected: &'static str,
-) -> Result<[u8; N], KeyDecodeError> {
-    let (head, rest) = input
-        .split_first_chunk::<N>()
-        .ok_or(KeyDecodeError::Truncated { expected })?;
+fn take<const N: usize>(input: &mut &[u8], expected: &'static str) -> Result<[u8; N], KeyDecodeError> {
+    let (head, rest) = input.split_first_chunk::<N>().ok_or(KeyDecodeError::Truncated { expected })?;
     *input = rest;
     Ok(*head)
 }
@@ -171,9 +166,7 @@ impl Key for bool {
         match take::<1>(input, "bool")? {
             [0] => Ok(false),
             [1] => Ok(true),
-            _ => Err(KeyDecodeError::Invalid {
-                what: "bool byte is neither 0x00 nor 0x01",
-            }),
+            _ => Err(KeyDecodeError::Invalid { what: "bool byte is neither 0x00 nor 0x01" }),
         }
     }
 }
@@ -207,14 +200,10 @@ fn decode_bytes(input: &mut &[u8]) -> Result<Vec<u8>, KeyDecodeError> {
                 tail
             }
             [0x00, _, ..] => {
-                return Err(KeyDecodeError::Invalid {
-                    what: "byte string: 0x00 followed by neither 0x00 nor 0xFF",
-                });
+                return Err(KeyDecodeError::Invalid { what: "byte string: 0x00 followed by neither 0x00 nor 0xFF" });
             }
             _ => {
-                return Err(KeyDecodeError::Truncated {
-                    expected: "byte string terminator 0x00 0x00",
-                });
+                return Err(KeyDecodeError::Truncated { expected: "byte string terminator 0x00 0x00" });
             }
         };
     }
@@ -234,9 +223,8 @@ impl Key for String {
         encode_bytes(self.as_bytes(), out);
     }
     fn decode_key(input: &mut &[u8]) -> Result<Self, KeyDecodeError> {
-        String::from_utf8(decode_bytes(input)?).map_err(|_| KeyDecodeError::Invalid {
-            what: "string is not valid UTF-8",
-        })
+        String::from_utf8(decode_bytes(input)?)
+            .map_err(|_| KeyDecodeError::Invalid { what: "string is not valid UTF-8" })
     }
 }
 
@@ -324,15 +312,7 @@ mod tests {
     /// from `enc ++ junk` consumes exactly `enc`.
     fn check<T: Key + Ord + Debug>(a: &T, b: &T, junk: &[u8]) -> Result<(), TestCaseError> {
         let (ea, eb) = (a.to_key_bytes(), b.to_key_bytes());
-        prop_assert_eq!(
-            a.cmp(b),
-            ea.cmp(&eb),
-            "{:?} vs {:?}: {:02x?} vs {:02x?}",
-            a,
-            b,
-            ea,
-            eb
-        );
+        prop_assert_eq!(a.cmp(b), ea.cmp(&eb), "{:?} vs {:?}: {:02x?} vs {:02x?}", a, b, ea, eb);
         prop_assert_eq!(&T::from_key_bytes(&ea)?, a);
         let mut buf = ea.clone();
         buf.extend_from_slice(junk);
@@ -360,39 +340,19 @@ mod tests {
 
     /// Short byte strings over a small alphabet, so prefixes and 0x00/0xFF are common.
     fn bytes() -> impl Strategy<Value = Vec<u8>> {
-        let b = prop_oneof![
-            Just(0u8),
-            Just(0xFF),
-            Just(1),
-            Just(b'a'),
-            Just(b'b'),
-            any::<u8>()
-        ];
+        let b = prop_oneof![Just(0u8), Just(0xFF), Just(1), Just(b'a'), Just(b'b'), any::<u8>()];
         prop::collection::vec(b, 0..6)
     }
 
     fn string() -> impl Strategy<Value = String> {
-        let c = prop_oneof![
-            Just('\0'),
-            Just('a'),
-            Just('b'),
-            Just('\u{FF}'),
-            Just('\u{10FFFF}'),
-            any::<char>()
-        ];
+        let c = prop_oneof![Just('\0'), Just('a'), Just('b'), Just('\u{FF}'), Just('\u{10FFFF}'), any::<char>()];
         prop::collection::vec(c, 0..5).prop_map(String::from_iter)
     }
 
     /// Any integer, with the extremes, 0 and 1 made likely.
     macro_rules! int {
         ($t:ty) => {
-            prop_oneof![
-                Just(<$t>::MIN),
-                Just(<$t>::MAX),
-                Just(0 as $t),
-                Just(1 as $t),
-                any::<$t>()
-            ]
+            prop_oneof![Just(<$t>::MIN), Just(<$t>::MAX), Just(0 as $t), Just(1 as $t), any::<$t>()]
         };
     }
 
@@ -475,40 +435,16 @@ mod tests {
     #[test]
     fn decode_errors() {
         use KeyDecodeError::*;
-        assert_eq!(
-            u64::from_key_bytes(&[1; 7]),
-            Err(Truncated { expected: "u64" })
-        );
+        assert_eq!(u64::from_key_bytes(&[1; 7]), Err(Truncated { expected: "u64" }));
         assert_eq!(i8::from_key_bytes(&[]), Err(Truncated { expected: "i8" }));
         assert_eq!(u16::from_key_bytes(&[1, 2, 3]), Err(TrailingBytes { n: 1 }));
         assert!(matches!(bool::from_key_bytes(&[2]), Err(Invalid { .. })));
-        assert!(matches!(
-            String::from_key_bytes(b"ab"),
-            Err(Truncated { .. })
-        ));
-        assert!(matches!(
-            String::from_key_bytes(b"ab\0"),
-            Err(Truncated { .. })
-        ));
-        assert!(matches!(
-            Vec::<u8>::from_key_bytes(b"a\0\x01\0\0"),
-            Err(Invalid { .. })
-        ));
-        assert!(matches!(
-            String::from_key_bytes(b"\xC3\0\0"),
-            Err(Invalid { .. })
-        ));
-        assert!(matches!(
-            Uuid::from_key_bytes(&[0; 15]),
-            Err(Truncated { expected: "uuid" })
-        ));
-        assert!(matches!(
-            Desc::<String>::from_key_bytes(&[0x9E]),
-            Err(Truncated { .. })
-        ));
-        assert!(matches!(
-            <(String, u8)>::from_key_bytes(b"a\0\0"),
-            Err(Truncated { expected: "u8" })
-        ));
+        assert!(matches!(String::from_key_bytes(b"ab"), Err(Truncated { .. })));
+        assert!(matches!(String::from_key_bytes(b"ab\0"), Err(Truncated { .. })));
+        assert!(matches!(Vec::<u8>::from_key_bytes(b"a\0\x01\0\0"), Err(Invalid { .. })));
+        assert!(matches!(String::from_key_bytes(b"\xC3\0\0"), Err(Invalid { .. })));
+        assert!(matches!(Uuid::from_key_bytes(&[0; 15]), Err(Truncated { expected: "uuid" })));
+        assert!(matches!(Desc::<String>::from_key_bytes(&[0x9E]), Err(Truncated { .. })));
+        assert!(matches!(<(String, u8)>::from_key_bytes(b"a\0\0"), Err(Truncated { expected: "u8" })));
     }
 }

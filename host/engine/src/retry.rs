@@ -1,8 +1,8 @@
 //! The retry loop behind [`crate::Database::transact`].
 
+use crate::Database;
 use crate::error::{Error, Result};
 use crate::txn::Transaction;
-use crate::Database;
 use rand::Rng;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

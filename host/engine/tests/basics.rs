@@ -33,8 +33,7 @@ fn write_reopen_read() {
     let tx = db.begin_read().unwrap();
     let s = tx.open_store("s").unwrap();
     assert_eq!(s.count().unwrap(), 250);
-    let keys: Vec<u32> =
-        s.iter().unwrap().map(|r| u32::from_be_bytes(r.unwrap().0[..].try_into().unwrap())).collect();
+    let keys: Vec<u32> = s.iter().unwrap().map(|r| u32::from_be_bytes(r.unwrap().0[..].try_into().unwrap())).collect();
     assert_eq!(keys, (1..500).step_by(2).collect::<Vec<_>>());
     let rev: Vec<u32> =
         s.iter_rev().unwrap().map(|r| u32::from_be_bytes(r.unwrap().0[..].try_into().unwrap())).collect();

@@ -10,7 +10,7 @@
 //! | `bank ID TRANSFERS LOG` | random transfers (transact) and read-only snapshots (logged) |
 //! | `append ID TXNS KEYS LOG` | list-append transactions, each logged as invoked and finished |
 //! | `phantom ID RANGES` | per range: scan it, insert into it only if empty |
-//! 
+//!
 //! `--skip-validation` plants a bug (commits skip conflict checks) to prove the checkers catch it.
 //!
 //! Logs are JSON lines; a finished transaction's line is synced before the next begins.
@@ -93,11 +93,8 @@ fn run() -> Result<String, String> {
     let args = &o.rest;
     let dir: String = arg(args, 0)?;
     let cmd: String = arg(args, 1)?;
-    let mut opts = DbOptions {
-        create_if_missing: true,
-        lease_ttl: Duration::from_millis(o.lease_ms),
-        ..DbOptions::default()
-    };
+    let mut opts =
+        DbOptions { create_if_missing: true, lease_ttl: Duration::from_millis(o.lease_ms), ..DbOptions::default() };
     if let Some(url) = &o.redis {
         let ro = sop_redis::RedisOptions::new(url.clone(), o.prefix.clone());
         opts.coordinator = Arc::new(sop_redis::RedisCoordinator::connect(ro).map_err(|e| e.to_string())?);
@@ -115,7 +112,8 @@ fn run() -> Result<String, String> {
     let mut rng = rand::rng();
     match cmd.as_str() {
         "insert" => {
-            let (id, n, batch, slot): (u64, u64, u64, u32) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
+            let (id, n, batch, slot): (u64, u64, u64, u32) =
+                (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
             let so = StoreOptions { slot_length: slot, ..StoreOptions::default() };
             db.transact(|tx| tx.open_or_create_store("s", so.clone()).map(|_| ())).map_err(e)?;
             let mut i = 0;
@@ -183,13 +181,15 @@ fn run() -> Result<String, String> {
             let (_id, transfers, log): (u64, u64, String) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?);
             let mut log = Log::open(&log)?;
             let accounts = db.begin_read().map_err(e)?.open_store("bank").map_err(e)?.count().map_err(e)?;
-            let balance = |b: Option<bytes::Bytes>| b.map_or(0, |b| i64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+            let balance =
+                |b: Option<bytes::Bytes>| b.map_or(0, |b| i64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
             for i in 0..transfers {
                 let (from, to) = (rng.random_range(0..accounts), rng.random_range(0..accounts));
                 let amount: i64 = rng.random_range(1..20);
                 let tx = begin().map_err(e)?;
                 let s = tx.open_store("bank").map_err(e)?;
-                let (a, b) = (balance(s.get(&from.to_be_bytes()).map_err(e)?), balance(s.get(&to.to_be_bytes()).map_err(e)?));
+                let (a, b) =
+                    (balance(s.get(&from.to_be_bytes()).map_err(e)?), balance(s.get(&to.to_be_bytes()).map_err(e)?));
                 if from != to && a >= amount {
                     s.upsert(&from.to_be_bytes(), &(a - amount).to_le_bytes()).map_err(e)?;
                     s.upsert(&to.to_be_bytes(), &(b + amount).to_le_bytes()).map_err(e)?;
@@ -214,16 +214,20 @@ fn run() -> Result<String, String> {
             }
         }
         "append" => {
-            let (id, txns, keys, log): (u64, u64, u64, String) = (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
+            let (id, txns, keys, log): (u64, u64, u64, String) =
+                (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
             let mut log = Log::open(&log)?;
-            db.transact(|tx| tx.open_or_create_store("lists", StoreOptions { slot_length: 8, ..StoreOptions::default() }).map(|_| ()))
-                .map_err(e)?;
+            db.transact(|tx| {
+                tx.open_or_create_store("lists", StoreOptions { slot_length: 8, ..StoreOptions::default() }).map(|_| ())
+            })
+            .map_err(e)?;
             // Unique per key: this process's id and a counter that survives restarts
             // (restarted workers get a new id from the supervisor).
             for t in 0..txns {
                 let txn_id = id << 32 | t;
                 let n_ops = rng.random_range(1..=4);
-                let plan: Vec<(bool, u64)> = (0..n_ops).map(|_| (rng.random_bool(0.5), rng.random_range(0..keys))).collect();
+                let plan: Vec<(bool, u64)> =
+                    (0..n_ops).map(|_| (rng.random_bool(0.5), rng.random_range(0..keys))).collect();
                 // The invocation names the values it may append, so a value seen in a read can
                 // always be traced to its transaction, even one killed before it finished.
                 let planned: Vec<serde_json::Value> = plan

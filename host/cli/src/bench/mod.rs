@@ -13,7 +13,6 @@
 //! side; [`report`] formats the table and JSON; [`fsync`] probes the disk; [`sop_go`] drives
 //! the reference implementation through its Python wheel.
 
-mod swarm;
 mod child;
 #[cfg(feature = "peers")]
 mod engine_fjall;
@@ -27,6 +26,7 @@ mod engine_sqlite;
 mod fsync;
 mod report;
 mod sop_go;
+mod swarm;
 mod workload;
 
 use anyhow::{Context, Result, bail};

@@ -5,7 +5,6 @@
 use crate::conn::Conn;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -51,7 +50,6 @@ pub fn run(a: Args, conn: &Conn) -> Result<()> {
         None => tempfile::tempdir(),
     }
     .context("cannot create a temporary folder")?;
-    let exe = std::env::current_exe().context("cannot find the sop executable")?;
     let mode = match &conn.redis {
         Some(url) => format!("coordinated through {url}"),
         None => "no Redis: processes share the folder, fenced by the file system alone".into(),
@@ -67,22 +65,8 @@ pub fn run(a: Args, conn: &Conn) -> Result<()> {
         let run: u32 = rand::random();
         eprintln!("  {k} process(es)...");
         let start = Instant::now();
-        let mut kids = Vec::new();
-        for p in 0..k {
-            let mut cmd = Command::new(&exe);
-            if let Some(url) = &c.redis {
-                cmd.args(["--redis", url, "--redis-prefix", &prefix]);
-            }
-            cmd.arg("demo-worker").arg(&dir).args([
-                "--run", &run.to_string(),
-                "--first", &(p * a.threads).to_string(),
-                "--threads", &a.threads.to_string(),
-                "--writers", &writers.to_string(),
-                "--items", &a.items.to_string(),
-                "--batch", &a.batch.to_string(),
-            ]);
-            kids.push(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start a writer process")?);
-        }
+        let plan = crate::demo::Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch };
+        let kids = crate::demo::spawn_writers(&c, &dir, k, &plan)?;
         let mut r = Run { procs: k, secs: 0.0, commits: 0, items: (writers * a.items) as u64, merges: 0, conflicts: 0 };
         for kid in kids {
             let out = kid.wait_with_output()?;
@@ -122,7 +106,10 @@ pub fn run(a: Args, conn: &Conn) -> Result<()> {
         return Ok(());
     }
     let one = runs.first().map(|r| r.commits as f64 / r.secs).unwrap_or(1.0);
-    println!("{:>6} {:>12} {:>12} {:>8} {:>10} {:>10} {:>9}", "procs", "commits/s", "items/s", "x K=1", "merged", "conflicts", "verified");
+    println!(
+        "{:>6} {:>12} {:>12} {:>8} {:>10} {:>10} {:>9}",
+        "procs", "commits/s", "items/s", "x K=1", "merged", "conflicts", "verified"
+    );
     for r in &runs {
         let cps = r.commits as f64 / r.secs;
         println!(

@@ -102,7 +102,8 @@ impl Walk<'_> {
                 }
                 for it in items.iter() {
                     if !in_range(&it.ikey) {
-                        self.problems.push(format!("store {store:?}: leaf {id:#x} holds a key outside its parent's range"));
+                        self.problems
+                            .push(format!("store {store:?}: leaf {id:#x} holds a key outside its parent's range"));
                     }
                     if let Val::Blob { loc, len } = &it.val {
                         self.blobs += 1;

@@ -5,13 +5,11 @@
 //! commits the whole queue as one batch, with one file and one pair of flushes. See
 //! `docs/PROTOCOL.md` for the invariants each step keeps.
 
-use super::replay::{CommitSummary, StoreKeys};
 use super::maintenance::{Publish, Sealed};
+use super::replay::{CommitSummary, StoreKeys};
 use super::{DbInner, View, files};
 use crate::error::{Error, Result};
-use crate::format::meta::{
-    CatalogChange, CommitMeta, Loc, StoreMeta, StoreOptions, StoreWrites, ValuePlacement,
-};
+use crate::format::meta::{CatalogChange, CommitMeta, Loc, StoreMeta, StoreOptions, StoreWrites, ValuePlacement};
 use crate::format::node::{IKey, Node, Val};
 use crate::format::record::{self, tag};
 use crate::state::State;
@@ -372,7 +370,8 @@ impl DbInner {
                     let op = match op {
                         WriteOp::Delete => Mutation::Delete,
                         WriteOp::Put(v) => {
-                            let spill = meta.options.value_placement == ValuePlacement::Blob || v.len() > INLINE_VALUE_MAX;
+                            let spill =
+                                meta.options.value_placement == ValuePlacement::Blob || v.len() > INLINE_VALUE_MAX;
                             if spill {
                                 let loc = put_blob(&mut buf, seq, meta.id, k, v);
                                 blob_live += u64::from(loc.len);
@@ -388,7 +387,14 @@ impl DbInner {
         }
 
         let mut merged = vec![false; accepted.len()];
-        let history = self.history.lock().entries.iter().filter(|c| c.seq > base.seq.saturating_sub(4096)).cloned().collect::<Vec<_>>();
+        let history = self
+            .history
+            .lock()
+            .entries
+            .iter()
+            .filter(|c| c.seq > base.seq.saturating_sub(4096))
+            .cloned()
+            .collect::<Vec<_>>();
         for (name, mut muts) in per_store {
             // Stable sort keeps queue order; keys never repeat across accepted transactions.
             muts.sort_by(|a, b| a.key.cmp(&b.key));

@@ -109,7 +109,10 @@ impl FileTable {
         let mut buf = vec![0u8; loc.len as usize];
         f.read_exact_at(&mut buf, u64::from(loc.off)).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::corrupt(&path, format!("record at offset {} (len {}) is past the end of the file", loc.off, loc.len))
+                Error::corrupt(
+                    &path,
+                    format!("record at offset {} (len {}) is past the end of the file", loc.off, loc.len),
+                )
             } else {
                 Error::io(&path, e)
             }
@@ -132,9 +135,13 @@ impl FileTable {
         }
         let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
         if found != id {
-            return Err(Error::corrupt(path(), format!("node record at {} is node {found:#x}, expected {id:#x}", loc.off)));
+            return Err(Error::corrupt(
+                path(),
+                format!("node record at {} is node {found:#x}, expected {id:#x}", loc.off),
+            ));
         }
-        Node::decode(&payload.slice(8..)).map_err(|d| Error::corrupt(path(), format!("node at offset {}: {d}", loc.off)))
+        Node::decode(&payload.slice(8..))
+            .map_err(|d| Error::corrupt(path(), format!("node at offset {}: {d}", loc.off)))
     }
 
     /// Reads a delta record: its base location and its changes.
@@ -146,7 +153,10 @@ impl FileTable {
         }
         let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
         if found != id {
-            return Err(Error::corrupt(path(), format!("delta record at {} is node {found:#x}, expected {id:#x}", loc.off)));
+            return Err(Error::corrupt(
+                path(),
+                format!("delta record at {} is node {found:#x}, expected {id:#x}", loc.off),
+            ));
         }
         let base = Loc {
             seq: u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes")),
@@ -168,7 +178,6 @@ impl FileTable {
         let (_, _, value_at) = parse_blob_header(&payload).ok_or_else(bad)?;
         Ok(payload.slice(value_at..))
     }
-
 }
 
 /// Blob payload: `store:u64le klen:varint key dup:varint value`. Returns (store, (key range,
@@ -200,7 +209,10 @@ const SHARDS: usize = 16;
 
 impl NodeCache {
     pub fn new(budget_bytes: usize) -> Self {
-        NodeCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(), shard_budget: budget_bytes / SHARDS }
+        NodeCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_budget: budget_bytes / SHARDS,
+        }
     }
 
     fn shard(&self, loc: &Loc) -> &Mutex<Shard> {
@@ -252,7 +264,11 @@ impl NodeCache {
 pub(crate) fn stale_tmp(name: &str, now_ms: u64, max_age_ms: u64) -> bool {
     // tmp names: <created_ms>-<writer:016x>-<seq>.tmp
     name.ends_with(".tmp")
-        && name.split('-').next().and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms)
+        && name
+            .split('-')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms)
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -157,7 +157,8 @@ impl DbInner {
             }
         }
         s.meta.blob_bytes = s.blob_live;
-        let meta_off = record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
+        let meta_off =
+            record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
         record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
         let tmp = self.write_tmp(seq, &buf)?;
         crate::failpoint::hit("before-publish");

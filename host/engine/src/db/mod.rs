@@ -422,8 +422,7 @@ impl NodeSource for View<'_> {
 /// simulated ones may not).
 fn supports_reuse(vfs: &dyn Vfs, layout: &Layout) -> bool {
     let probe = files::tmp_name(&layout.tmp(), 0, "probe");
-    let ok = vfs.create_new(&probe).is_ok()
-        && vfs.open_rw(&probe).and_then(|f| f.set_len(0)).is_ok();
+    let ok = vfs.create_new(&probe).is_ok() && vfs.open_rw(&probe).and_then(|f| f.set_len(0)).is_ok();
     let _ = vfs.remove_file(&probe);
     ok
 }

@@ -99,7 +99,8 @@ impl DbInner {
                         *self.last_catch_up.lock() = std::time::Instant::now();
                         return Ok(());
                     }
-                    let newer = self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
+                    let newer =
+                        self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
                     match newer {
                         Some(c) => {
                             self.load_checkpoint(c)?;
@@ -108,7 +109,10 @@ impl DbInner {
                         None => {
                             let after = self.layout.commit(next + 1);
                             if self.vfs.exists(&after).map_err(|e| Error::io(&after, e))? {
-                                return Err(Error::corrupt(path, format!("commit file is missing, but commit {} exists", next + 1)));
+                                return Err(Error::corrupt(
+                                    path,
+                                    format!("commit file is missing, but commit {} exists", next + 1),
+                                ));
                             }
                             *self.last_catch_up.lock() = std::time::Instant::now();
                             return Ok(());
@@ -121,7 +125,8 @@ impl DbInner {
                 Ok(()) => {}
                 // Reclaimed (and perhaps reused) while we read it: we are behind a checkpoint.
                 Err(Error::Corrupt { .. }) if !self.vfs.exists(&path).map_err(|e| Error::io(&path, e))? => {
-                    let newer = self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
+                    let newer =
+                        self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= next).max();
                     match newer {
                         Some(c) => self.load_checkpoint(c)?,
                         None => return Err(Error::corrupt(path, "commit file vanished while being read")),
@@ -151,10 +156,10 @@ impl DbInner {
                     format!("node {:#x} expected at version {}, registry has {have}", ch.node, ch.expected),
                 ));
             }
-            if let Some(h) = ch.new {
-                if h.loc.seq == seq {
-                    node_live += u64::from(h.loc.len);
-                }
+            if let Some(h) = ch.new
+                && h.loc.seq == seq
+            {
+                node_live += u64::from(h.loc.len);
             }
         }
         self.install(&base, seq, &meta, len, node_live + meta.blob_bytes)

@@ -57,11 +57,7 @@ impl TreeCursor {
     pub fn seek_back(&mut self, src: &dyn NodeSource, root: u64, key: &IKey, strict: bool) -> Result<bool> {
         // The first item at or after the bound, then one step back.
         let found = self.seek(src, root, key, !strict)?;
-        if found {
-            self.prev(src)
-        } else {
-            self.last(src, root)
-        }
+        if found { self.prev(src) } else { self.last(src, root) }
     }
 
     /// Positions on the first item.

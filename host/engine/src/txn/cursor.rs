@@ -79,6 +79,7 @@ impl<'t> Cursor<'t> {
     }
 
     /// Moves to the next item.
+    #[allow(clippy::should_implement_trait)] // SOP's cursor verb; it moves, it does not yield
     pub fn next(&mut self) -> Result<bool> {
         match self.cur.take() {
             Some((k, _)) => self.go(Bound::Excluded(k), true),

@@ -105,7 +105,13 @@ impl<'t> Iter<'t> {
             let pick_own = match (&t, &o) {
                 (_, None) => false,
                 (None, Some(_)) => true,
-                (Some(t), Some(o)) => if self.forward { o <= t } else { o >= t },
+                (Some(t), Some(o)) => {
+                    if self.forward {
+                        o <= t
+                    } else {
+                        o >= t
+                    }
+                }
             };
             if pick_own {
                 let (k, op) = self.own[self.oi].clone();
@@ -131,7 +137,13 @@ impl<'t> Iter<'t> {
         self.done = true;
         let reached = match (&self.last, exhausted) {
             (Some(k), false) => Bound::Included(k.clone()),
-            _ => if self.forward { self.hi.clone() } else { self.lo.clone() },
+            _ => {
+                if self.forward {
+                    self.hi.clone()
+                } else {
+                    self.lo.clone()
+                }
+            }
         };
         let (lo, hi) = if self.forward { (self.lo.clone(), reached) } else { (reached, self.hi.clone()) };
         self.store.tx.record_read(self.store.idx, lo, hi);

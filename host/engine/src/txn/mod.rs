@@ -100,7 +100,15 @@ impl Transaction {
         let mut inner = self.inner.borrow_mut();
         inner.catalog.push(CatalogOp::Create { name: name.into(), options: options.clone() });
         let meta = Arc::new(StoreMeta { name: name.into(), id: 0, options, root: 0, count: 0, created_seq: 0 });
-        let ts = TxStore { name: name.into(), meta, root: None, dropped: false, ops: BTreeMap::new(), reads: Vec::new(), codec };
+        let ts = TxStore {
+            name: name.into(),
+            meta,
+            root: None,
+            dropped: false,
+            ops: BTreeMap::new(),
+            reads: Vec::new(),
+            codec,
+        };
         let idx = match inner.stores.iter().position(|s| s.name == name) {
             Some(i) => {
                 inner.stores[i] = ts;
@@ -301,7 +309,13 @@ impl Transaction {
             let take_own = match (&tree, own) {
                 (_, None) => false,
                 (None, Some(_)) => true,
-                (Some(t), Some((k, _))) => if forward { k <= &t.ikey } else { k >= &t.ikey },
+                (Some(t), Some((k, _))) => {
+                    if forward {
+                        k <= &t.ikey
+                    } else {
+                        k >= &t.ikey
+                    }
+                }
             };
             if take_own {
                 let (k, op) = own.expect("own candidate");

@@ -22,10 +22,8 @@ pub struct Store<'t> {
 /// collision is a write-write conflict, never a lost item).
 fn next_dup() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(prev + 1);
@@ -98,7 +96,7 @@ impl<'t> Store<'t> {
         }
         let hi = IKey::new(key.clone(), u64::MAX);
         self.tx.record_read(self.idx, Bound::Included(lo.clone()), Bound::Included(hi));
-        Ok(self.tx.seek(self.idx, Bound::Included(lo), true)?.filter(|(k, _)| &k.key == key))
+        Ok(self.tx.seek(self.idx, Bound::Included(lo), true)?.filter(|(k, _)| k.key == key))
     }
 
     fn put(&self, k: IKey, v: Bytes) {
@@ -236,7 +234,10 @@ impl<'t> Store<'t> {
     }
 
     /// Updates many items; returns how many existed.
-    pub fn update_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<usize> {
+    pub fn update_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<usize> {
         let mut n = 0;
         for (k, v) in items {
             n += usize::from(self.update(k.as_ref(), v.as_ref())?);
@@ -261,7 +262,8 @@ impl<'t> Store<'t> {
         let (base, ops, root) = {
             let inner = self.tx.inner.borrow();
             let st = &inner.stores[self.idx];
-            let ops: Vec<(IKey, bool)> = st.ops.iter().map(|(k, op)| (k.clone(), matches!(op, WriteOp::Put(_)))).collect();
+            let ops: Vec<(IKey, bool)> =
+                st.ops.iter().map(|(k, op)| (k.clone(), matches!(op, WriteOp::Put(_)))).collect();
             (if st.root.is_some() { st.meta.count } else { 0 }, ops, st.root)
         };
         let mut n = base as i64;

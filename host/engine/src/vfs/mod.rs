@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A file opened through a [`Vfs`]. All I/O is positional, so one handle is shared by threads.
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
 pub trait VFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -64,7 +64,14 @@ impl Vfs for StdVfs {
         // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call;
         // renameat2 does not retain them.
         let r = unsafe {
-            libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE)
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
         };
         if r == 0 {
             return Ok(());
