@@ -136,7 +136,7 @@ impl DbInner {
                 return;
             }
         };
-        self.batch_under_lease(&txns, &mut results);
+        self.batch_under_lease(&txns, &mut results, lease.as_ref());
         if let Some(l) = lease {
             // A failed release only delays the next holder by the TTL.
             let _ = self.opts.coordinator.release(&l);
@@ -146,8 +146,19 @@ impl DbInner {
         }
     }
 
-    fn batch_under_lease(&self, txns: &[PendingTxn], results: &mut [Option<Result<CommitInfo>>]) {
+    fn batch_under_lease(
+        &self,
+        txns: &[PendingTxn],
+        results: &mut [Option<Result<CommitInfo>>],
+        lease: Option<&crate::coord::Lease>,
+    ) {
+        let mut first = true;
         loop {
+            // A rebase starts another attempt; renew so a long commit keeps the lease (one
+            // that is lost anyway only costs a possible rebase: see PROTOCOL.md, "Fencing").
+            if !std::mem::take(&mut first) {
+                self.renew_lease(lease);
+            }
             if let Err(e) = self.check_poison().and_then(|_| self.catch_up()) {
                 fill(results, |_| Err(clone_err(&e)));
                 break;
@@ -469,6 +480,13 @@ impl DbInner {
         self.stats.commits.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         Ok((Publish::Done, merged.into_iter().map(|m| CommitInfo { seq, merged: m }).collect()))
+    }
+
+    /// Extends the commit lease, if one is held. Failures are ignored: the lease only saves work.
+    pub(crate) fn renew_lease(&self, lease: Option<&crate::coord::Lease>) {
+        if let Some(l) = lease {
+            let _ = self.opts.coordinator.renew(l, self.opts.lease_ttl);
+        }
     }
 
     /// Writes `buf` to a temp file and makes it durable. Any failure poisons the handle.
