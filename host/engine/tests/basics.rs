@@ -227,3 +227,50 @@ fn embedded_and_cluster_modes_exclude_each_other() {
     drop(c);
     Database::open(dir.path()).expect("and back to embedded");
 }
+
+#[test]
+fn scan_visits_what_range_yields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    db.transact(|tx| {
+        let s = tx.create_store("s", StoreOptions { slot_length: 4, ..StoreOptions::default() })?;
+        for i in 0..300u32 {
+            s.add(&i.to_be_bytes(), &vec![i as u8; if i % 50 == 0 { 5000 } else { 3 }])?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let bounds = [(0u32, 300u32), (17, 18), (99, 250), (250, 99), (5, 5)];
+    for write in [false, true] {
+        let tx = if write { db.begin_write().unwrap() } else { db.begin_read().unwrap() };
+        let s = tx.open_store("s").unwrap();
+        if write {
+            s.remove(&100u32.to_be_bytes()).unwrap();
+            s.upsert(&1000u32.to_be_bytes(), b"new").unwrap();
+        }
+        for (a, b) in bounds {
+            let (a, b) = (a.to_be_bytes(), b.to_be_bytes());
+            let want: Vec<(Vec<u8>, Vec<u8>)> =
+                s.range(&a[..]..&b[..]).unwrap().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+            let mut got = Vec::new();
+            let n = s
+                .scan(&a[..]..&b[..], |k, v| {
+                    got.push((k.to_vec(), v.to_vec()));
+                    true
+                })
+                .unwrap();
+            assert_eq!(got, want, "write={write}");
+            assert_eq!(n as usize, want.len());
+        }
+        let mut first = 0;
+        assert_eq!(
+            s.scan::<&[u8]>(.., |_, _| {
+                first += 1;
+                false
+            })
+            .unwrap(),
+            1,
+            "stops when asked"
+        );
+    }
+}

@@ -69,11 +69,16 @@ impl Engine for SopEngine {
     }
 
     fn scan(&mut self, visit: &mut Visit<'_>) -> Result<()> {
+        // The zero-copy visitor, as the peers' adapters read borrowed slices too.
         let tx = self.db.begin_read()?;
-        for r in tx.open_store(STORE)?.iter()? {
-            let (k, v) = r?;
-            visit(&k, &v)?;
-        }
-        Ok(())
+        let mut failed = None;
+        tx.open_store(STORE)?.scan::<&[u8]>(.., |k, v| match visit(k, v) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 }

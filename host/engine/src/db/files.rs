@@ -201,7 +201,7 @@ pub(crate) struct NodeCache {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Loc, Arc<Node>>,
+    map: HashMap<Loc, Arc<Node>, crate::state::FastBuild>,
     bytes: usize,
 }
 

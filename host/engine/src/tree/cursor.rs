@@ -23,6 +23,22 @@ impl TreeCursor {
         }
     }
 
+    /// The items of the current leaf and the cursor's index in them.
+    pub fn leaf(&self) -> Option<(&[Item], usize)> {
+        match self.path.last() {
+            Some((node, i)) => match &**node {
+                Node::Leaf(items) => Some((items.as_slice(), *i)),
+                Node::Inner { .. } => None,
+            },
+            None => None,
+        }
+    }
+
+    /// Moves to the first item of the next leaf.
+    pub fn next_leaf(&mut self, src: &dyn NodeSource) -> Result<bool> {
+        self.advance_leaf(src)
+    }
+
     /// Positions on the first item `>= key` (or `> key` when `strict`). Returns whether an
     /// item is under the cursor.
     pub fn seek(&mut self, src: &dyn NodeSource, root: u64, key: &IKey, strict: bool) -> Result<bool> {

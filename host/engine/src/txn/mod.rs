@@ -17,13 +17,13 @@ pub use store::Store;
 use crate::db::{CatalogOp, DbInner, PendingTxn, StoreWriteSet, View, WriteOp};
 use crate::error::{Error, Result};
 use crate::format::meta::{KeyOrder, StoreMeta, StoreOptions};
-use crate::format::node::{IKey, Val};
+use crate::format::node::{IKey, Node, Val};
 use crate::state::State;
 use crate::tree::cursor::{self as tcursor, TreeCursor};
 use crate::{CommitInfo, OrderCodec};
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -35,6 +35,32 @@ pub struct Transaction {
     pub(crate) snap: Arc<State>,
     write: bool,
     pub(crate) inner: RefCell<TxInner>,
+    /// Nodes this transaction has visited. Its snapshot never changes, so an id always means
+    /// the same image here: a lock-free map in front of the registry and the shared cache.
+    nodes: RefCell<HashMap<u64, Arc<Node>, crate::state::FastBuild>>,
+}
+
+/// Visited nodes kept per transaction (upper levels and the hottest leaves).
+const TX_NODES: usize = 4096;
+
+/// Reads nodes of a transaction's snapshot through its private map.
+pub(crate) struct TxView<'a> {
+    tx: &'a Transaction,
+}
+
+impl crate::tree::NodeSource for TxView<'_> {
+    fn node(&self, id: u64) -> Result<Arc<Node>> {
+        if let Some(n) = self.tx.nodes.borrow().get(&id) {
+            return Ok(n.clone());
+        }
+        let n = View { db: &self.tx.db, state: &self.tx.snap }.node(id)?;
+        let mut m = self.tx.nodes.borrow_mut();
+        if m.len() >= TX_NODES {
+            m.clear();
+        }
+        m.insert(id, n.clone());
+        Ok(n)
+    }
 }
 
 #[derive(Default)]
@@ -74,7 +100,7 @@ impl Transaction {
             db.register_snapshot(st.seq);
             st.clone()
         };
-        Ok(Transaction { db, snap, write, inner: RefCell::new(TxInner::default()) })
+        Ok(Transaction { db, snap, write, inner: RefCell::new(TxInner::default()), nodes: RefCell::default() })
     }
 
     /// The commit sequence number this transaction reads at.
@@ -275,8 +301,8 @@ impl Transaction {
         Ok(Some(inner.stores.len() - 1))
     }
 
-    pub(crate) fn view(&self) -> View<'_> {
-        View { db: &self.db, state: &self.snap }
+    pub(crate) fn view(&self) -> TxView<'_> {
+        TxView { tx: self }
     }
 
     /// The first visible item at or after `from` (forward) or at or before it (backward).
