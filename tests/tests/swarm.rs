@@ -302,3 +302,22 @@ fn list_append_checker_catches_a_planted_bug() {
     let report = list_append(4, 300, 4, true);
     assert!(!report.anomalies.is_empty(), "the checker missed the planted bug (commits without validation)");
 }
+
+#[test]
+fn embedded_and_swarm_users_of_one_folder_exclude_each_other() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(&redis, dir.path());
+    // An embedded process (this one) has the folder open: a swarm process must be refused.
+    let embedded =
+        Database::open_with(dir.path(), DbOptions { create_if_missing: true, ..Default::default() }).unwrap();
+    let out = w.spawn(&["incr", "1"]).wait_with_output().unwrap();
+    assert!(!out.status.success(), "a swarm process opened a folder in embedded use");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("embedded mode"), "unclear refusal: {err}");
+    drop(embedded);
+    // Once it is gone, the same folder joins the swarm, and comes back to embedded use later.
+    finish(w.spawn(&["incr", "1"]));
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(counter(&db), 1);
+}
