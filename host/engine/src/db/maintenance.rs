@@ -230,6 +230,8 @@ impl DbInner {
         }
         if ckpt_due || relocated {
             self.write_checkpoint()?;
+            // Long-lived processes also sweep temp files of writers that died since.
+            let _ = self.remove_stale_tmp();
         }
         self.reclaim(force)
     }

@@ -385,7 +385,7 @@ impl DbInner {
         self.snapshots.lock().keys().next().copied()
     }
 
-    fn remove_stale_tmp(&self) -> Result<()> {
+    pub(crate) fn remove_stale_tmp(&self) -> Result<()> {
         let dir = self.layout.tmp();
         let names = self.vfs.list_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         let now = files::now_ms();
