@@ -95,6 +95,13 @@ pub enum Error {
     #[error("empty keys are not allowed in store {0:?}")]
     EmptyKey(String),
 
+    /// One commit would exceed the 4 GiB a commit file can address; split the transaction.
+    #[error("commit of {bytes} bytes exceeds the 4 GiB limit of one commit file; split the transaction")]
+    CommitTooLarge {
+        /// Size the commit file would have had.
+        bytes: u64,
+    },
+
     /// The transaction already committed or rolled back, or failed earlier.
     #[error("transaction is finished (committed, rolled back or failed)")]
     TransactionFinished,

@@ -648,6 +648,7 @@ pub(crate) fn clone_err(e: &Error) -> Error {
         Error::StoreExists(s) => Error::StoreExists(s.clone()),
         Error::SnapshotTooOld(s) => Error::SnapshotTooOld(*s),
         Error::Coordinator(s) => Error::Coordinator(s.clone()),
+        Error::CommitTooLarge { bytes } => Error::CommitTooLarge { bytes: *bytes },
         other => Error::Conflict(other.to_string()),
     }
 }

@@ -160,6 +160,10 @@ impl DbInner {
         let meta_off =
             record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
         record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
+        if buf.len() > u32::MAX as usize {
+            // Record offsets are 32-bit; nothing was written, the handle stays healthy.
+            return Err(Error::CommitTooLarge { bytes: buf.len() as u64 });
+        }
         let tmp = self.write_tmp(seq, &buf)?;
         crate::failpoint::hit("before-publish");
         // From the link to the install nobody else may change the in-memory state, or a

@@ -74,7 +74,12 @@ pub fn check_prefix(file: &Path, buf: &[u8], magic: [u8; 4]) -> Result<()> {
         let show = |b: &[u8]| b.iter().map(|c| format!("{c:02x}")).collect::<String>();
         return Err(Error::corrupt(
             file,
-            format!("bad magic 0x{}, expected 0x{} ({})", show(&buf[..4]), show(&magic), String::from_utf8_lossy(&magic)),
+            format!(
+                "bad magic 0x{}, expected 0x{} ({})",
+                show(&buf[..4]),
+                show(&magic),
+                String::from_utf8_lossy(&magic)
+            ),
         ));
     }
     let version = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
