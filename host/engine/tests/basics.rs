@@ -274,3 +274,28 @@ fn scan_visits_what_range_yields() {
         );
     }
 }
+
+#[test]
+fn deletes_merge_small_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    db.transact(|tx| {
+        let s = tx.create_store("s", StoreOptions { slot_length: 16, ..StoreOptions::default() })?;
+        for i in 0..2000u32 {
+            s.add(&i.to_be_bytes(), b"v")?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    // Delete 95% of the keys, scattered, in many small transactions.
+    let doomed: Vec<u32> = (0..2000u32).filter(|i| i % 20 != 0).collect();
+    for chunk in doomed.chunks(37) {
+        db.transact(|tx| tx.open_store("s")?.remove_many(chunk.iter().map(|i| i.to_be_bytes())).map(|_| ())).unwrap();
+    }
+    let report = db.inspect().unwrap();
+    let s = &report.stores[0];
+    assert_eq!(s.items, 100);
+    // Without merging, ~100 leaves would hold one item each (fill ~6%).
+    assert!(s.leaf_fill > 0.2, "leaves stay sparse after deletes: {} leaves, fill {:.2}", s.leaves, s.leaf_fill);
+    assert!(db.verify().unwrap().is_ok());
+}

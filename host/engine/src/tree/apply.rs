@@ -215,6 +215,7 @@ fn split(items: Vec<Item>, slot: usize) -> Vec<(Option<IKey>, Vec<Item>)> {
 fn apply_inner(cx: &mut Ctx<'_>, keys: &[IKey], children: &[u64], muts: &[Tagged]) -> Result<Vec<Piece>> {
     // Entries (separator to the left, child id); the first separator is None.
     let mut entries: Vec<(Option<IKey>, u64)> = Vec::with_capacity(children.len() + 4);
+    let mut touched: Vec<u64> = Vec::new();
     let mut rest = muts;
     for (ci, &child) in children.iter().enumerate() {
         let sep = (ci > 0).then(|| keys[ci - 1].clone());
@@ -230,6 +231,7 @@ fn apply_inner(cx: &mut Ctx<'_>, keys: &[IKey], children: &[u64], muts: &[Tagged
         }
         let child_node = cx.src.node(child)?;
         let pieces = apply_node(cx, child, &child_node, mine)?;
+        touched.push(child);
         if pieces.is_empty() {
             cx.out.deleted.push(child);
             continue;
@@ -250,6 +252,7 @@ fn apply_inner(cx: &mut Ctx<'_>, keys: &[IKey], children: &[u64], muts: &[Tagged
     }
     // A removed first child leaves its right neighbour first; it needs no separator.
     entries[0].0 = None;
+    merge_small_leaves(cx, &mut entries, &touched)?;
     let n = entries.len().div_ceil(cx.slot);
     let base = entries.len() / n;
     let extra = entries.len() % n;
@@ -268,6 +271,79 @@ fn apply_inner(cx: &mut Ctx<'_>, keys: &[IKey], children: &[u64], muts: &[Tagged
         pieces.push(Piece { low: if p == 0 { None } else { low }, node: Node::Inner { keys, children } });
     }
     Ok(pieces)
+}
+
+/// Merges a leaf that this batch shrank below a quarter of the slot length into a neighbour,
+/// when both fit in half a node. Deletes then leave no trail of near-empty leaves (scans and
+/// space stay proportional to the items), and a merged leaf has room before it splits again.
+fn merge_small_leaves(cx: &mut Ctx<'_>, entries: &mut Vec<(Option<IKey>, u64)>, touched: &[u64]) -> Result<()> {
+    let small = cx.slot / 4;
+    let mut i = 0;
+    while i + 1 < entries.len() {
+        let (a, b) = (entries[i].1, entries[i + 1].1);
+        if !touched.contains(&a) && !touched.contains(&b) {
+            i += 1;
+            continue;
+        }
+        // Only a leaf this batch shrank below a quarter triggers a merge; decide that from the
+        // touched side alone, so the common case loads no neighbour and clones nothing.
+        let small_touched = |cx: &Ctx<'_>, id: u64| -> Result<bool> {
+            Ok(touched.contains(&id) && leaf_len(cx, id)?.is_some_and(|n| n < small))
+        };
+        if !small_touched(cx, a)? && !small_touched(cx, b)? {
+            i += 1;
+            continue;
+        }
+        let (Some(la), Some(lb)) = (leaf_len(cx, a)?, leaf_len(cx, b)?) else {
+            i += 1;
+            continue;
+        };
+        if la + lb > cx.slot / 2 {
+            i += 1;
+            continue;
+        }
+        let (Some(left), Some(right)) = (leaf_items(cx, a)?, leaf_items(cx, b)?) else {
+            i += 1;
+            continue;
+        };
+        let mut merged = left;
+        merged.extend(right);
+        cx.out.written.insert(a, Node::Leaf(merged));
+        cx.out.written.remove(&b);
+        cx.out.deleted.push(b);
+        retag_leaf(&mut cx.out, b, a);
+        entries.remove(i + 1);
+        // `a` may now merge with the next neighbour too.
+    }
+    Ok(())
+}
+
+/// The number of items of child `id` if it is a leaf.
+fn leaf_len(cx: &Ctx<'_>, id: u64) -> Result<Option<usize>> {
+    if let Some(n) = cx.out.written.get(&id) {
+        return Ok(match n {
+            Node::Leaf(items) => Some(items.len()),
+            Node::Inner { .. } => None,
+        });
+    }
+    Ok(match &*cx.src.node(id)? {
+        Node::Leaf(items) => Some(items.len()),
+        Node::Inner { .. } => None,
+    })
+}
+
+/// The items of child `id` if it is a leaf: its image from this batch, or the stored one.
+fn leaf_items(cx: &Ctx<'_>, id: u64) -> Result<Option<Vec<Item>>> {
+    if let Some(n) = cx.out.written.get(&id) {
+        return Ok(match n {
+            Node::Leaf(items) => Some(items.clone()),
+            Node::Inner { .. } => None,
+        });
+    }
+    Ok(match &*cx.src.node(id)? {
+        Node::Leaf(items) => Some(items.clone()),
+        Node::Inner { .. } => None,
+    })
 }
 
 /// A [`NodeSource`] over a map, for tests.
