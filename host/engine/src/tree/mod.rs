@@ -2,7 +2,7 @@
 //! application of item-level mutations ([`apply`]).
 //!
 //! Nodes never point at physical locations; they name children by logical id, and the
-//! registry in [`crate::state::State`] maps ids to images. A commit therefore rewrites only
+//! registry of the committed state maps ids to images. A commit therefore rewrites only
 //! the nodes whose content changed, never their ancestors.
 
 pub mod apply;
