@@ -279,8 +279,13 @@ impl DbInner {
             match verdict {
                 Ok(()) => {
                     for s in &t.stores {
-                        if let Some(id) = s.store_id {
-                            batch_keys.entry(id).or_default().extend(s.ops.keys().cloned());
+                        if let Some(id) = s.store_id
+                            && !s.ops.is_empty()
+                        {
+                            // Only the stores this member wrote need re-sorting.
+                            let keys = batch_keys.entry(id).or_default();
+                            keys.extend(s.ops.keys().cloned());
+                            keys.sort();
                         }
                     }
                     for op in &t.catalog {
@@ -289,9 +294,6 @@ impl DbInner {
                         if let Some(m) = base.catalog.get(name) {
                             batch_all.insert(m.id);
                         }
-                    }
-                    for keys in batch_keys.values_mut() {
-                        keys.sort();
                     }
                     accepted.push(i);
                 }

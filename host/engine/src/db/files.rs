@@ -126,44 +126,38 @@ impl FileTable {
         Ok((t, Bytes::from(buf).slice(start..end)))
     }
 
-    /// Reads and decodes the node image at `loc`, checking that it belongs to node `id`.
-    pub fn read_node(&self, id: u64, loc: Loc) -> Result<Node> {
+    /// Reads a record of kind `want` that belongs to node `id` and is at least `min` bytes;
+    /// returns the payload after the node id.
+    fn read_node_record(&self, id: u64, loc: Loc, want: u8, min: usize, what: &str) -> Result<Bytes> {
         let path = || self.layout.commit(loc.seq);
         let (t, payload) = self.read_record(loc)?;
-        if t != tag::NODE || payload.len() < 8 {
-            return Err(Error::corrupt(path(), format!("record at offset {} is not a node image", loc.off)));
+        if t != want || payload.len() < 8 + min {
+            return Err(Error::corrupt(path(), format!("record at offset {} is not a {what}", loc.off)));
         }
         let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
         if found != id {
-            return Err(Error::corrupt(
-                path(),
-                format!("node record at {} is node {found:#x}, expected {id:#x}", loc.off),
-            ));
+            return Err(Error::corrupt(path(), format!("{what} at {} is node {found:#x}, expected {id:#x}", loc.off)));
         }
-        Node::decode(&payload.slice(8..))
-            .map_err(|d| Error::corrupt(path(), format!("node at offset {}: {d}", loc.off)))
+        Ok(payload.slice(8..))
+    }
+
+    /// Reads and decodes the node image at `loc`, checking that it belongs to node `id`.
+    pub fn read_node(&self, id: u64, loc: Loc) -> Result<Node> {
+        let body = self.read_node_record(id, loc, tag::NODE, 0, "node image")?;
+        Node::decode(&body)
+            .map_err(|d| Error::corrupt(self.layout.commit(loc.seq), format!("node at offset {}: {d}", loc.off)))
     }
 
     /// Reads a delta record: its base location and its changes.
     pub fn read_delta(&self, id: u64, loc: Loc) -> Result<(Loc, Vec<crate::format::node::DeltaEntry>)> {
         let path = || self.layout.commit(loc.seq);
-        let (t, payload) = self.read_record(loc)?;
-        if t != tag::DELTA || payload.len() < 24 {
-            return Err(Error::corrupt(path(), format!("record at offset {} is not a leaf delta", loc.off)));
-        }
-        let found = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-        if found != id {
-            return Err(Error::corrupt(
-                path(),
-                format!("delta record at {} is node {found:#x}, expected {id:#x}", loc.off),
-            ));
-        }
+        let payload = self.read_node_record(id, loc, tag::DELTA, 16, "leaf delta")?;
         let base = Loc {
-            seq: u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes")),
-            off: u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")),
-            len: u32::from_le_bytes(payload[20..24].try_into().expect("4 bytes")),
+            seq: u64::from_le_bytes(payload[0..8].try_into().expect("8 bytes")),
+            off: u32::from_le_bytes(payload[8..12].try_into().expect("4 bytes")),
+            len: u32::from_le_bytes(payload[12..16].try_into().expect("4 bytes")),
         };
-        let entries = crate::format::node::decode_delta(&payload.slice(24..))
+        let entries = crate::format::node::decode_delta(&payload.slice(16..))
             .map_err(|d| Error::corrupt(path(), format!("delta at offset {}: {d}", loc.off)))?;
         Ok((base, entries))
     }

@@ -288,13 +288,13 @@ fn merge_small_leaves(cx: &mut Ctx<'_>, entries: &mut Vec<(Option<IKey>, u64)>, 
         // Only a leaf this batch shrank below a quarter triggers a merge; decide that from the
         // touched side alone, so the common case loads no neighbour and clones nothing.
         let small_touched = |cx: &Ctx<'_>, id: u64| -> Result<bool> {
-            Ok(touched.contains(&id) && leaf_len(cx, id)?.is_some_and(|n| n < small))
+            Ok(touched.contains(&id) && with_leaf(cx, id, <[Item]>::len)?.is_some_and(|n| n < small))
         };
         if !small_touched(cx, a)? && !small_touched(cx, b)? {
             i += 1;
             continue;
         }
-        let (Some(la), Some(lb)) = (leaf_len(cx, a)?, leaf_len(cx, b)?) else {
+        let (Some(la), Some(lb)) = (with_leaf(cx, a, <[Item]>::len)?, with_leaf(cx, b, <[Item]>::len)?) else {
             i += 1;
             continue;
         };
@@ -302,7 +302,8 @@ fn merge_small_leaves(cx: &mut Ctx<'_>, entries: &mut Vec<(Option<IKey>, u64)>, 
             i += 1;
             continue;
         }
-        let (Some(left), Some(right)) = (leaf_items(cx, a)?, leaf_items(cx, b)?) else {
+        let (Some(left), Some(right)) = (with_leaf(cx, a, <[Item]>::to_vec)?, with_leaf(cx, b, <[Item]>::to_vec)?)
+        else {
             i += 1;
             continue;
         };
@@ -318,30 +319,19 @@ fn merge_small_leaves(cx: &mut Ctx<'_>, entries: &mut Vec<(Option<IKey>, u64)>, 
     Ok(())
 }
 
-/// The number of items of child `id` if it is a leaf.
-fn leaf_len(cx: &Ctx<'_>, id: u64) -> Result<Option<usize>> {
-    if let Some(n) = cx.out.written.get(&id) {
-        return Ok(match n {
-            Node::Leaf(items) => Some(items.len()),
-            Node::Inner { .. } => None,
-        });
-    }
-    Ok(match &*cx.src.node(id)? {
-        Node::Leaf(items) => Some(items.len()),
-        Node::Inner { .. } => None,
-    })
-}
-
-/// The items of child `id` if it is a leaf: its image from this batch, or the stored one.
-fn leaf_items(cx: &Ctx<'_>, id: u64) -> Result<Option<Vec<Item>>> {
-    if let Some(n) = cx.out.written.get(&id) {
-        return Ok(match n {
-            Node::Leaf(items) => Some(items.clone()),
-            Node::Inner { .. } => None,
-        });
-    }
-    Ok(match &*cx.src.node(id)? {
-        Node::Leaf(items) => Some(items.clone()),
+/// `f` applied to the items of child `id` if it is a leaf: its image from this batch, or the
+/// stored one.
+fn with_leaf<T>(cx: &Ctx<'_>, id: u64, f: impl FnOnce(&[Item]) -> T) -> Result<Option<T>> {
+    let stored;
+    let node = match cx.out.written.get(&id) {
+        Some(n) => n,
+        None => {
+            stored = cx.src.node(id)?;
+            &*stored
+        }
+    };
+    Ok(match node {
+        Node::Leaf(items) => Some(f(items)),
         Node::Inner { .. } => None,
     })
 }
