@@ -114,13 +114,39 @@ pub enum Error {
     #[error("cursor is not positioned on an item")]
     NoCurrentItem,
 
-    /// The store's key order is provided by a plugin that is not registered in this process.
-    #[error("store {store:?} uses key order {order:?}, which is not available in this process")]
+    /// The store's key order cannot be loaded: it is not registered in this process, or the
+    /// plugin it pins is missing from the database or does not match. The store is never read
+    /// in another order.
+    #[error("store {store:?} uses key order {order:?}, which is not available: {reason}")]
     OrderUnavailable {
         /// The store.
         store: String,
-        /// The order's identifier.
+        /// The order, as `name@id`.
         order: String,
+        /// Why it could not be loaded.
+        reason: String,
+    },
+
+    /// A validator rejected the commit. Nothing was written.
+    #[error("commit rejected by validator {validator:?}: {}", reasons.join("; "))]
+    Rejected {
+        /// The validator's name.
+        validator: String,
+        /// Its reasons, one per rejected write (capped by the validator).
+        reasons: Vec<String>,
+    },
+
+    /// A plugin failed (trapped, ran out of time or memory, broke a host limit) or could not
+    /// be loaded. `source` is the host's own error: downcast it (for instance to
+    /// `sop_wasm::PluginError`) to tell the cases apart. The operation had no effect; a
+    /// transaction in progress can still be rolled back or retried.
+    #[error("plugin {plugin:?}: {source}")]
+    Plugin {
+        /// The plugin (a name, or a key order's `name@id`).
+        plugin: String,
+        /// What went wrong.
+        #[source]
+        source: crate::ExtError,
     },
 
     /// The transaction saw a snapshot whose files were already reclaimed (it lived too long).

@@ -41,6 +41,7 @@
 pub mod coord;
 mod db;
 mod error;
+mod ext;
 mod failpoint;
 pub mod format;
 pub mod keys;
@@ -53,6 +54,7 @@ pub mod vfs;
 
 pub use db::{Database, DbOptions, DbReport, StoreReport, VerifyReport};
 pub use error::{Error, Result};
+pub use ext::{ExtError, Extensions, Mutation, OrderCodec, Verdict};
 pub use format::meta::{KeyOrder, StoreMeta, StoreOptions, ValuePlacement};
 pub use retry::RetryPolicy;
 pub use txn::{Cursor, Iter, Store, Transaction};
@@ -111,11 +113,3 @@ pub struct Stats {
     pub last_seq: u64,
 }
 
-/// A custom key order: maps a key to bytes whose bytewise order is the desired order.
-/// Registered with [`Database::register_order`]; the Wasm plugin host provides these.
-pub trait OrderCodec: Send + Sync {
-    /// Identity of this exact codec (a store pins it at creation).
-    fn id(&self) -> &str;
-    /// Appends the sort key of `key` to `out`.
-    fn encode(&self, key: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String>;
-}

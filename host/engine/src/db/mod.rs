@@ -133,7 +133,11 @@ pub(crate) struct DbInner {
     /// Snapshot sequence -> number of live transactions reading it.
     pub snapshots: Mutex<BTreeMap<u64, usize>>,
     pub poisoned: Mutex<Option<String>>,
+    /// Natively registered key orders, by name.
     pub orders: RwLock<HashMap<String, Arc<dyn OrderCodec>>>,
+    /// Key orders loaded through the extensions, by id (a plugin's hash).
+    pub loaded_orders: RwLock<HashMap<String, Arc<dyn OrderCodec>>>,
+    pub extensions: RwLock<Option<Arc<dyn crate::Extensions>>>,
     pub stats: StatCounters,
 }
 
@@ -208,6 +212,8 @@ impl Database {
             snapshots: Mutex::new(BTreeMap::new()),
             poisoned: Mutex::new(None),
             orders: RwLock::new(HashMap::new()),
+            loaded_orders: RwLock::new(HashMap::new()),
+            extensions: RwLock::new(None),
             stats: StatCounters::default(),
             opts,
         });
@@ -258,9 +264,22 @@ impl Database {
         crate::retry::run(self, policy, f)
     }
 
-    /// Registers a custom key order for stores created with [`crate::KeyOrder::Custom`].
+    /// Registers a native custom key order for stores created with [`crate::KeyOrder::Custom`].
     pub fn register_order(&self, name: &str, codec: Arc<dyn OrderCodec>) {
         self.inner.orders.write().insert(name.to_owned(), codec);
+    }
+
+    /// Installs the plugin host: it supplies the key orders that are not registered natively
+    /// and runs the validators stores name. Without one, such stores fail to open or commit
+    /// with a clear error; they are never read in another order or written unchecked.
+    pub fn set_extensions(&self, ext: Arc<dyn crate::Extensions>) {
+        *self.inner.extensions.write() = Some(ext);
+        self.inner.loaded_orders.write().clear();
+    }
+
+    /// The installed plugin host, if any.
+    pub fn extensions(&self) -> Option<Arc<dyn crate::Extensions>> {
+        self.inner.extensions.read().clone()
     }
 
     /// Counters since this handle was opened.

@@ -72,6 +72,10 @@ pub struct StoreOptions {
     pub order: KeyOrder,
     /// Whether the empty key is a valid key.
     pub allow_empty_keys: bool,
+    /// Name of the validator plugin that checks every commit writing this store. Resolved by
+    /// name at commit time, so reinstalling the plugin upgrades it; a missing validator fails
+    /// the commit rather than letting writes through unchecked.
+    pub validator: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -82,6 +86,7 @@ impl Default for StoreOptions {
             value_placement: ValuePlacement::InNode,
             order: KeyOrder::Bytewise,
             allow_empty_keys: false,
+            validator: None,
         }
     }
 }

@@ -29,11 +29,13 @@ use std::ops::Bound;
 pub struct Cursor<'t> {
     store: Store<'t>,
     cur: Option<(IKey, ValSrc)>,
+    /// Custom orders: the application's key of the current item (the tree holds sort keys).
+    user_key: Option<Bytes>,
 }
 
 impl<'t> Cursor<'t> {
     pub(crate) fn new(store: Store<'t>) -> Self {
-        Cursor { store, cur: None }
+        Cursor { store, cur: None, user_key: None }
     }
 
     fn go(&mut self, from: Bound<IKey>, forward: bool) -> Result<bool> {
@@ -48,6 +50,12 @@ impl<'t> Cursor<'t> {
         } else {
             self.store.tx.record_read(self.store.idx, reach, from);
         }
+        self.user_key = match &found {
+            Some((k, v)) if self.store.has_codec() => {
+                Some(self.store.surface(k.key.clone(), self.store.tx.resolve(v.clone())?)?.0)
+            }
+            _ => None,
+        };
         self.cur = found;
         Ok(self.cur.is_some())
     }
@@ -97,13 +105,13 @@ impl<'t> Cursor<'t> {
 
     /// The current key.
     pub fn key(&self) -> Option<Bytes> {
-        self.cur.as_ref().map(|(k, _)| k.key.clone())
+        self.user_key.clone().or_else(|| self.cur.as_ref().map(|(k, _)| k.key.clone()))
     }
 
     /// The current value.
     pub fn value(&self) -> Result<Option<Bytes>> {
         match &self.cur {
-            Some((_, v)) => Ok(Some(self.store.tx.resolve(v.clone())?)),
+            Some((k, v)) => Ok(Some(self.store.surface(k.key.clone(), self.store.tx.resolve(v.clone())?)?.1)),
             None => Ok(None),
         }
     }
@@ -112,10 +120,7 @@ impl<'t> Cursor<'t> {
     pub fn update_current(&mut self, value: &[u8]) -> Result<()> {
         self.store.check_write()?;
         let (k, _) = self.cur.as_ref().ok_or(Error::NoCurrentItem)?;
-        if value.len() > crate::MAX_VALUE_LEN {
-            return Err(Error::ValueTooLarge { len: value.len(), max: crate::MAX_VALUE_LEN });
-        }
-        let v = Bytes::copy_from_slice(value);
+        let v = self.store.stored(self.user_key.as_deref().unwrap_or(&k.key), value)?;
         self.store.tx.inner.borrow_mut().stores[self.store.idx].ops.insert(k.clone(), WriteOp::Put(v.clone()));
         self.cur = Some((k.clone(), ValSrc::Own(v)));
         Ok(())
@@ -125,6 +130,9 @@ impl<'t> Cursor<'t> {
     pub fn remove_current(&mut self) -> Result<()> {
         self.store.check_write()?;
         let (k, _) = self.cur.as_ref().ok_or(Error::NoCurrentItem)?;
+        if let Some(u) = &self.user_key {
+            self.store.note_removed(&k.key, u);
+        }
         self.store.tx.inner.borrow_mut().stores[self.store.idx].ops.insert(k.clone(), WriteOp::Delete);
         Ok(())
     }

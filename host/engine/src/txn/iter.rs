@@ -173,7 +173,7 @@ impl Iterator for Iter<'_> {
                     // Only read-write transactions record how far they scanned.
                     self.last = Some(k.clone());
                 }
-                Some(self.store.tx.resolve(v).map(|v| (k.key, v)))
+                Some(self.store.tx.resolve(v).and_then(|v| self.store.surface(k.key, v)))
             }
             Ok(_) => {
                 self.finish(true);

@@ -7,6 +7,7 @@
 //! phantoms included. Read-only transactions record nothing; their snapshot is consistent.
 
 mod cursor;
+pub(crate) mod envelope;
 mod iter;
 mod store;
 
@@ -82,6 +83,11 @@ pub(crate) struct TxStore {
     pub ops: BTreeMap<IKey, WriteOp>,
     pub reads: Vec<(Bound<IKey>, Bound<IKey>)>,
     pub codec: Option<Arc<dyn OrderCodec>>,
+    /// Custom orders only: original keys of removed items, by sort key (validators see the
+    /// key the application wrote).
+    pub removed: HashMap<Bytes, Bytes>,
+    /// Custom orders only: sort keys computed ahead by a batch call, consumed by `key`.
+    pub encoded: HashMap<Bytes, Bytes>,
 }
 
 /// Where a visible value comes from.
@@ -134,6 +140,8 @@ impl Transaction {
             ops: BTreeMap::new(),
             reads: Vec::new(),
             codec,
+            removed: HashMap::new(),
+            encoded: HashMap::new(),
         };
         let idx = match inner.stores.iter().position(|s| s.name == name) {
             Some(i) => {
@@ -205,6 +213,12 @@ impl Transaction {
 
     /// Commits. On [`Error::Conflict`] nothing was written and the transaction can be retried.
     pub fn commit(self) -> Result<CommitInfo> {
+        if self.write && !self.inner.borrow().finished {
+            if let Err(e) = self.run_validators() {
+                self.inner.borrow_mut().finished = true;
+                return Err(e);
+            }
+        }
         let pending = {
             let mut inner = self.inner.borrow_mut();
             if inner.finished {
@@ -264,13 +278,72 @@ impl Transaction {
     }
 
     fn codec_for(&self, store: &str, order: &KeyOrder) -> Result<Option<Arc<dyn OrderCodec>>> {
-        match order {
-            KeyOrder::Bytewise => Ok(None),
-            KeyOrder::Custom { name, id } => match self.db.orders.read().get(name) {
-                Some(c) if c.id() == id => Ok(Some(c.clone())),
-                _ => Err(Error::OrderUnavailable { store: store.into(), order: format!("{name}@{id}") }),
-            },
+        let KeyOrder::Custom { name, id } = order else { return Ok(None) };
+        let unavailable = |reason: String| Error::OrderUnavailable {
+            store: store.into(),
+            order: format!("{name}@{id}"),
+            reason,
+        };
+        if let Some(c) = self.db.orders.read().get(name) {
+            return if c.id() == id {
+                Ok(Some(c.clone()))
+            } else {
+                Err(unavailable(format!("the registered {name:?} is {}, a different order", c.id())))
+            };
         }
+        if let Some(c) = self.db.loaded_orders.read().get(id) {
+            return Ok(Some(c.clone()));
+        }
+        let Some(ext) = self.db.extensions.read().clone() else {
+            return Err(unavailable("no plugin host is installed in this process and no native order is registered".into()));
+        };
+        let codec = ext.key_order(&crate::Database { inner: self.db.clone() }, name, id).map_err(|e| unavailable(e.to_string()))?;
+        if codec.id() != id {
+            return Err(unavailable(format!("the plugin host returned {}, a different order", codec.id())));
+        }
+        self.db.loaded_orders.write().insert(id.clone(), codec.clone());
+        Ok(Some(codec))
+    }
+
+    /// Runs the validators of the stores this transaction wrote: one call per validator, with
+    /// every write to the stores it guards. Before anything is published, so a rejection
+    /// writes nothing.
+    fn run_validators(&self) -> Result<()> {
+        let mut by_validator: BTreeMap<String, Vec<crate::Mutation>> = BTreeMap::new();
+        {
+            let inner = self.inner.borrow();
+            for st in inner.stores.iter().filter(|s| !s.dropped && !s.ops.is_empty()) {
+                let Some(v) = &st.meta.options.validator else { continue };
+                let batch = by_validator.entry(v.clone()).or_default();
+                for (k, op) in &st.ops {
+                    let (key, value) = match op {
+                        WriteOp::Put(v) if st.codec.is_some() => {
+                            let (k, v) = envelope::open(v)?;
+                            (k, Some(v))
+                        }
+                        WriteOp::Put(v) => (k.key.clone(), Some(v.clone())),
+                        WriteOp::Delete => (st.removed.get(&k.key).cloned().unwrap_or_else(|| k.key.clone()), None),
+                    };
+                    batch.push(crate::Mutation { store: st.name.clone(), key, value });
+                }
+            }
+        }
+        if by_validator.is_empty() {
+            return Ok(());
+        }
+        let Some(ext) = self.db.extensions.read().clone() else {
+            let name = by_validator.keys().next().cloned().unwrap_or_default();
+            return Err(Error::Plugin { plugin: name, source: "no plugin host is installed in this process".into() });
+        };
+        let db = crate::Database { inner: self.db.clone() };
+        for (validator, batch) in by_validator {
+            match ext.validate(&db, &validator, &batch) {
+                Ok(Ok(())) => {}
+                Ok(Err(reasons)) => return Err(Error::Rejected { validator, reasons }),
+                Err(source) => return Err(Error::Plugin { plugin: validator, source }),
+            }
+        }
+        Ok(())
     }
 
     /// Finds (or loads from the snapshot) a store; `None` if it is not visible.
@@ -297,6 +370,8 @@ impl Transaction {
             ops: BTreeMap::new(),
             reads: Vec::new(),
             codec,
+            removed: HashMap::new(),
+            encoded: HashMap::new(),
         });
         Ok(Some(inner.stores.len() - 1))
     }

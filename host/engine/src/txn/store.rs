@@ -59,32 +59,87 @@ impl<'t> Store<'t> {
 
     /// Validates a user key and maps it to the stored key bytes.
     pub(crate) fn key(&self, key: &[u8]) -> Result<Bytes> {
-        let inner = self.tx.inner.borrow();
-        let st = &inner.stores[self.idx];
+        let mut inner = self.tx.inner.borrow_mut();
+        let st = &mut inner.stores[self.idx];
         if key.len() > MAX_KEY_LEN {
             return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
         }
         if key.is_empty() && !st.meta.options.allow_empty_keys {
             return Err(Error::EmptyKey(st.name.clone()));
         }
-        match &st.codec {
-            None => Ok(Bytes::copy_from_slice(key)),
-            Some(c) => {
-                let mut out = Vec::with_capacity(key.len() + 8);
-                c.encode(key, &mut out).map_err(|e| Error::Codec(format!("key order {}: {e}", c.id())))?;
-                if out.len() > MAX_KEY_LEN {
-                    return Err(Error::KeyTooLarge { len: out.len(), max: MAX_KEY_LEN });
-                }
-                Ok(Bytes::from(out))
-            }
+        let Some(c) = &st.codec else { return Ok(Bytes::copy_from_slice(key)) };
+        if let Some(k) = st.encoded.get(key) {
+            return Ok(k.clone());
         }
+        let c = c.clone();
+        drop(inner);
+        let mut out = Vec::with_capacity(key.len() + 8);
+        c.encode(key, &mut out).map_err(|source| Error::Plugin { plugin: c.id().to_string(), source })?;
+        Self::check_sort_key(out.len())?;
+        Ok(Bytes::from(out))
     }
 
-    fn value(v: &[u8]) -> Result<Bytes> {
-        if v.len() > MAX_VALUE_LEN {
-            return Err(Error::ValueTooLarge { len: v.len(), max: MAX_VALUE_LEN });
+    fn check_sort_key(len: usize) -> Result<()> {
+        if len > MAX_KEY_LEN {
+            return Err(Error::KeyTooLarge { len, max: MAX_KEY_LEN });
         }
-        Ok(Bytes::copy_from_slice(v))
+        Ok(())
+    }
+
+    /// Custom orders: encodes many keys in one call to the codec, ahead of the per-key
+    /// operations that follow (which find them in `encoded`).
+    fn encode_ahead<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<()> {
+        let Some(c) = self.tx.inner.borrow().stores[self.idx].codec.clone() else { return Ok(()) };
+        let raw: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).filter(|k| k.len() <= MAX_KEY_LEN).collect();
+        let out = c.encode_batch(&raw).map_err(|source| Error::Plugin { plugin: c.id().to_string(), source })?;
+        if out.len() != raw.len() {
+            return Err(Error::Plugin {
+                plugin: c.id().to_string(),
+                source: format!("returned {} sort keys for {} keys", out.len(), raw.len()).into(),
+            });
+        }
+        let mut inner = self.tx.inner.borrow_mut();
+        let memo = &mut inner.stores[self.idx].encoded;
+        memo.clear();
+        for (k, e) in raw.into_iter().zip(out) {
+            Self::check_sort_key(e.len())?;
+            memo.insert(Bytes::copy_from_slice(k), Bytes::from(e));
+        }
+        Ok(())
+    }
+
+    fn forget_ahead(&self) {
+        self.tx.inner.borrow_mut().stores[self.idx].encoded.clear();
+    }
+
+    pub(crate) fn has_codec(&self) -> bool {
+        self.tx.inner.borrow().stores[self.idx].codec.is_some()
+    }
+
+    /// The bytes stored for a value: the value itself, or for custom orders the value sealed
+    /// with the key the application wrote.
+    pub(crate) fn stored(&self, key: &[u8], value: &[u8]) -> Result<Bytes> {
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_LEN });
+        }
+        if self.has_codec() {
+            return Ok(super::envelope::seal(key, value));
+        }
+        Ok(Bytes::copy_from_slice(value))
+    }
+
+    /// The `(key, value)` the application sees for a stored item.
+    pub(crate) fn surface(&self, key: Bytes, stored: Bytes) -> Result<(Bytes, Bytes)> {
+        if self.has_codec() { super::envelope::open(&stored) } else { Ok((key, stored)) }
+    }
+
+    /// Custom orders: remembers the application's key of a removed item, for validators.
+    pub(crate) fn note_removed(&self, sort_key: &Bytes, key: &[u8]) {
+        let mut inner = self.tx.inner.borrow_mut();
+        let st = &mut inner.stores[self.idx];
+        if st.codec.is_some() {
+            st.removed.insert(sort_key.clone(), Bytes::copy_from_slice(key));
+        }
     }
 
     /// The first item with `key` (the only one in a unique store), recording the read.
@@ -111,7 +166,7 @@ impl<'t> Store<'t> {
         }
         let k = self.key(key)?;
         match self.first_with(&k)? {
-            Some((_, v)) => Ok(Some(self.tx.resolve(v)?)),
+            Some((_, v)) => Ok(Some(self.surface(k, self.tx.resolve(v)?)?.1)),
             None => Ok(None),
         }
     }
@@ -149,7 +204,7 @@ impl<'t> Store<'t> {
     /// exists; in a non-unique store, always adds (after existing equal keys).
     pub fn add(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         self.check(true)?;
-        let (k, v) = (self.key(key)?, Self::value(value)?);
+        let (k, v) = (self.key(key)?, self.stored(key, value)?);
         if self.unique() {
             if self.first_with(&k)?.is_some() {
                 return Ok(false);
@@ -164,7 +219,7 @@ impl<'t> Store<'t> {
     /// Adds an item only if no item with `key` exists (even in a non-unique store).
     pub fn add_if_not_exist(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         self.check(true)?;
-        let (k, v) = (self.key(key)?, Self::value(value)?);
+        let (k, v) = (self.key(key)?, self.stored(key, value)?);
         if self.first_with(&k)?.is_some() {
             return Ok(false);
         }
@@ -176,7 +231,7 @@ impl<'t> Store<'t> {
     /// Replaces the value of an existing item (the first, for duplicates); `false` if absent.
     pub fn update(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         self.check(true)?;
-        let (k, v) = (self.key(key)?, Self::value(value)?);
+        let (k, v) = (self.key(key)?, self.stored(key, value)?);
         match self.first_with(&k)? {
             Some((ik, _)) => {
                 self.put(ik, v);
@@ -190,7 +245,7 @@ impl<'t> Store<'t> {
     /// still conflicts with a concurrent write of the same key.
     pub fn upsert(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check(true)?;
-        let (k, v) = (self.key(key)?, Self::value(value)?);
+        let (k, v) = (self.key(key)?, self.stored(key, value)?);
         if self.unique() {
             self.put(IKey::new(k, 0), v);
             return Ok(());
@@ -209,6 +264,7 @@ impl<'t> Store<'t> {
         let k = self.key(key)?;
         match self.first_with(&k)? {
             Some((ik, _)) => {
+                self.note_removed(&ik.key, key);
                 self.tx.inner.borrow_mut().stores[self.idx].ops.insert(ik, WriteOp::Delete);
                 Ok(true)
             }
@@ -219,18 +275,33 @@ impl<'t> Store<'t> {
     /// Adds many items; returns how many were added.
     pub fn add_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<usize> {
         let mut n = 0;
-        for (k, v) in items {
-            n += usize::from(self.add(k.as_ref(), v.as_ref())?);
-        }
+        self.batched(items, |k, v| {
+            n += usize::from(self.add(k, v)?);
+            Ok(())
+        })?;
         Ok(n)
+    }
+
+    /// Runs `op` on every item; custom orders first encode all keys in one codec call.
+    fn batched<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+        mut op: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if !self.has_codec() {
+            return items.into_iter().try_for_each(|(k, v)| op(k.as_ref(), v.as_ref()));
+        }
+        let items: Vec<(K, V)> = items.into_iter().collect();
+        let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_ref()).collect();
+        self.encode_ahead(&keys)?;
+        let r = items.iter().try_for_each(|(k, v)| op(k.as_ref(), v.as_ref()));
+        self.forget_ahead();
+        r
     }
 
     /// Upserts many items.
     pub fn upsert_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        for (k, v) in items {
-            self.upsert(k.as_ref(), v.as_ref())?;
-        }
-        Ok(())
+        self.batched(items, |k, v| self.upsert(k, v))
     }
 
     /// Updates many items; returns how many existed.
@@ -239,18 +310,20 @@ impl<'t> Store<'t> {
         items: impl IntoIterator<Item = (K, V)>,
     ) -> Result<usize> {
         let mut n = 0;
-        for (k, v) in items {
-            n += usize::from(self.update(k.as_ref(), v.as_ref())?);
-        }
+        self.batched(items, |k, v| {
+            n += usize::from(self.update(k, v)?);
+            Ok(())
+        })?;
         Ok(n)
     }
 
     /// Removes many keys; returns how many existed.
     pub fn remove_many<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<usize> {
         let mut n = 0;
-        for k in keys {
-            n += usize::from(self.remove(k.as_ref())?);
-        }
+        self.batched(keys.into_iter().map(|k| (k, [])), |k, _| {
+            n += usize::from(self.remove(k)?);
+            Ok(())
+        })?;
         Ok(n)
     }
 
@@ -312,8 +385,9 @@ impl<'t> Store<'t> {
             let st = &inner.stores[self.idx];
             (st.root, !st.ops.is_empty())
         };
-        if own || !self.tx.is_read_only() {
-            // Buffered writes to merge, or reads to record: the iterator handles both.
+        if own || !self.tx.is_read_only() || self.has_codec() {
+            // Buffered writes to merge, reads to record, or keys to unseal: the iterator
+            // handles all three.
             let mut n = 0;
             for r in Iter::new(*self, lo, hi, true)? {
                 let (k, v) = r?;

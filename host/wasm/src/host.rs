@@ -1,0 +1,382 @@
+//! The plugin host: installs plugins into a database, loads them on demand, and serves the
+//! engine's extension points.
+
+use crate::bindings::compute::ComputePluginPre;
+use crate::bindings::validator::ValidatorPluginPre;
+use crate::bindings::validator::exports::sop::plugin::validator::{Mutation as WitMutation, Op};
+use crate::compute::ComputeCtx;
+use crate::order::WasmOrder;
+use crate::plugin::Loaded;
+use crate::registry::{self, PluginRecord};
+use crate::runtime::{self, Runtime};
+use crate::{Grant, Limits, PluginError, PluginKind};
+use parking_lot::Mutex;
+use sop::{Database, KeyOrder, Transaction};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a host is set up.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled code is cached on this node. `None` disables the cache. The default is
+    /// `$SOP_WASM_CACHE`, else `$XDG_CACHE_HOME/sop/wasm` or `~/.cache/sop/wasm`. Never point
+    /// it into the shared database folder.
+    pub cache_dir: Option<PathBuf>,
+    /// Limits given to plugins installed without their own, per kind.
+    pub default_limits: HashMap<PluginKind, Limits>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig { cache_dir: runtime::default_cache_dir(), default_limits: HashMap::new() }
+    }
+}
+
+impl HostConfig {
+    fn limits_for(&self, kind: PluginKind) -> Limits {
+        self.default_limits.get(&kind).copied().unwrap_or(Limits::default_for(kind))
+    }
+}
+
+/// How to install a plugin.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Stores a compute plugin may open (ignored for other kinds).
+    pub grants: Vec<Grant>,
+    /// Limits for this plugin; the host's defaults for its kind if `None`.
+    pub limits: Option<Limits>,
+}
+
+/// An installed plugin, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// `name@version`.
+    pub alias: String,
+    /// sha256 of the component, hex.
+    pub hash: String,
+    /// The stored record.
+    pub record: PluginRecord,
+}
+
+/// How a plugin was made ready (see [`PluginHost::prepare`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadReport {
+    /// Whether compiled code came from the node-local cache.
+    pub from_cache: bool,
+    /// Wall time to read, verify, compile or load, and link, in milliseconds.
+    pub millis: f64,
+}
+
+/// Runs plugins for databases. One host serves any number of databases; all hosts in a
+/// process share one wasmtime engine.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sop_wasm::{InstallOptions, PluginHost};
+/// let db = sop::Database::open_or_create("/tmp/db")?;
+/// let host = PluginHost::new(Default::default())?;
+/// host.attach(&db);
+/// let wasm = std::fs::read("target/plugins/casefold.wasm")?;
+/// host.install(&db, "casefold", &wasm, InstallOptions::default())?;
+/// let order = host.key_order(&db, "casefold")?;
+/// db.transact(|tx| {
+///     let s = tx.create_store("names", sop::StoreOptions { order: order.clone(), ..Default::default() })?;
+///     s.upsert(b"Ada", b"1")
+/// })?;
+/// # Ok(()) }
+/// ```
+pub struct PluginHost {
+    rt: &'static Runtime,
+    config: HostConfig,
+    /// Compiled and linked plugins, by hash.
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    orders: Mutex<HashMap<String, Arc<WasmOrder>>>,
+}
+
+impl PluginHost {
+    /// A host with its own in-process plugin table (the engine is shared).
+    pub fn new(config: HostConfig) -> Result<Arc<PluginHost>, PluginError> {
+        Ok(Arc::new(PluginHost {
+            rt: Runtime::global()?,
+            config,
+            loaded: Mutex::new(HashMap::new()),
+            orders: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Makes this host serve `db`'s key orders and validators.
+    pub fn attach(self: &Arc<Self>, db: &Database) {
+        db.set_extensions(self.clone());
+    }
+
+    /// Whether the engine runs with the pooling allocator (else it allocates on demand).
+    pub fn pooling(&self) -> bool {
+        self.rt.pooling
+    }
+
+    /// Installs a component under `name` (`name` or `name@version`; the version defaults to
+    /// 0.1.0), in one transaction. The component is compiled and checked first: it must
+    /// implement one sop world, and a key order must pass the order checks.
+    pub fn install(
+        &self,
+        db: &Database,
+        name: &str,
+        wasm: &[u8],
+        opts: InstallOptions,
+    ) -> Result<PluginInfo, PluginError> {
+        registry::check_name(name)?;
+        let alias = match registry::split_name(name) {
+            (_, Some(_)) => name.to_string(),
+            (n, None) => format!("{n}@0.1.0"),
+        };
+        let hash = registry::sha256_hex(wasm);
+        let (component, _) = self.rt.load(&hash, wasm, self.config.cache_dir.as_deref())?;
+        let (kind, wit_version) = runtime::classify(&self.rt.engine, &component)?;
+        let limits = opts.limits.unwrap_or(self.config.limits_for(kind));
+        let loaded = Arc::new(Loaded::new(self.rt, alias.clone(), hash.clone(), kind, limits, &component)?);
+        match kind {
+            PluginKind::KeyOrder => WasmOrder::new(loaded.clone())?.verify()?,
+            PluginKind::Validator => {
+                ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+            }
+            PluginKind::Compute => {
+                ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+            }
+        }
+        let grants = if kind == PluginKind::Compute { opts.grants } else { Vec::new() };
+        let record = PluginRecord {
+            kind,
+            wit_version,
+            size: wasm.len() as u64,
+            limits,
+            grants,
+            installed_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        db.transact(|tx| registry::put(tx, &alias, &hash, wasm, &record).map_err(sop::Error::from))?;
+        Ok(PluginInfo { alias, hash, record })
+    }
+
+    /// Every installed alias.
+    pub fn list(&self, db: &Database) -> Result<Vec<PluginInfo>, PluginError> {
+        let tx = db.begin_read()?;
+        let mut out = Vec::new();
+        for (alias, hash) in registry::aliases(&tx)? {
+            if let Some(record) = registry::record(&tx, &hash)? {
+                out.push(PluginInfo { alias, hash, record });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `name` (every version) or `name@version`. Refused while a store's key order
+    /// pins the plugin or a store names it as validator, unless `force`: such stores then
+    /// fail to open (or commit) with a clear error until the plugin is installed again.
+    pub fn remove(&self, db: &Database, name: &str, force: bool) -> Result<Vec<String>, PluginError> {
+        let removed = db.transact(|tx| {
+            let targets: Vec<(String, String)> = match registry::split_name(name) {
+                (_, Some(_)) => registry::resolve(tx, name)?.into_iter().collect(),
+                (n, None) => registry::versions(tx, n)?.into_iter().map(|(_, a, h)| (a, h)).collect(),
+            };
+            if targets.is_empty() {
+                return Err(PluginError::NotInstalled(name.into()).into());
+            }
+            if !force {
+                let users = users(tx, name, &targets);
+                if !users.is_empty() {
+                    return Err(PluginError::InUse { plugin: name.into(), stores: users }.into());
+                }
+            }
+            for (alias, hash) in &targets {
+                registry::unlink(tx, alias, hash)?;
+            }
+            Ok(targets.into_iter().map(|(a, _)| a).collect::<Vec<_>>())
+        })?;
+        Ok(removed)
+    }
+
+    /// The key order to create a store with: the plugin `name` resolves to its hash, which
+    /// the store then pins forever.
+    pub fn key_order(&self, db: &Database, name: &str) -> Result<KeyOrder, PluginError> {
+        let tx = db.begin_read()?;
+        let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        let rec = registry::record(&tx, &hash)?.ok_or_else(|| PluginError::NotInstalled(alias.clone()))?;
+        if rec.kind != PluginKind::KeyOrder {
+            return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::KeyOrder, found: rec.kind });
+        }
+        Ok(KeyOrder::Custom { name: alias, id: hash })
+    }
+
+    /// Checks that `name` is an installed validator (to name it in store options).
+    pub fn check_validator(&self, db: &Database, name: &str) -> Result<(), PluginError> {
+        let tx = db.begin_read()?;
+        let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        let rec = registry::record(&tx, &hash)?.ok_or_else(|| PluginError::NotInstalled(alias.clone()))?;
+        if rec.kind != PluginKind::Validator {
+            return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Validator, found: rec.kind });
+        }
+        Ok(())
+    }
+
+    /// Loads `name` into this host (read from the database, hash checked, compiled or taken
+    /// from the local cache, linked), and says how.
+    pub fn prepare(&self, db: &Database, name: &str) -> Result<LoadReport, PluginError> {
+        let t = Instant::now();
+        let tx = db.begin_read()?;
+        let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        self.loaded.lock().remove(&hash);
+        let (_, from_cache) = self.load(&tx, &alias, &hash)?;
+        Ok(LoadReport { from_cache, millis: t.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    /// A key-order plugin as a codec (to call it directly: benches, tools).
+    pub fn order_codec(&self, db: &Database, name: &str) -> Result<Arc<WasmOrder>, PluginError> {
+        let tx = db.begin_read()?;
+        let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        self.order(&tx, &alias, &hash)
+    }
+
+    fn order(&self, tx: &Transaction, alias: &str, hash: &str) -> Result<Arc<WasmOrder>, PluginError> {
+        if let Some(o) = self.orders.lock().get(hash) {
+            return Ok(o.clone());
+        }
+        let (loaded, _) = self.load(tx, alias, hash)?;
+        let o = Arc::new(WasmOrder::new(loaded)?);
+        self.orders.lock().insert(hash.to_string(), o.clone());
+        Ok(o)
+    }
+
+    fn load(&self, tx: &Transaction, alias: &str, hash: &str) -> Result<(Arc<Loaded>, bool), PluginError> {
+        if let Some(l) = self.loaded.lock().get(hash) {
+            return Ok((l.clone(), true));
+        }
+        let rec = registry::record(tx, hash)?.ok_or_else(|| PluginError::NotInstalled(format!("{alias} ({hash})")))?;
+        let bytes = registry::bytes(tx, alias, hash, rec.size)?;
+        let (component, from_cache) = self.rt.load(hash, &bytes, self.config.cache_dir.as_deref())?;
+        let (kind, _) = runtime::classify(&self.rt.engine, &component)?;
+        if kind != rec.kind {
+            return Err(PluginError::Invalid(format!("{alias}: the record says {}, the component is {kind}", rec.kind)));
+        }
+        let l = Arc::new(Loaded::new(self.rt, alias.to_string(), hash.to_string(), kind, rec.limits, &component)?);
+        self.loaded.lock().insert(hash.to_string(), l.clone());
+        Ok((l, from_cache))
+    }
+
+    /// Runs compute plugin `name` in its own transaction, committed on success (retried on
+    /// conflicts).
+    pub fn run(&self, db: &Database, name: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        db.transact(|tx| self.run_in(tx, name, input).map_err(sop::Error::from)).map_err(unwrap_plugin)
+    }
+
+    /// Runs compute plugin `name` inside the caller's transaction: its reads see the
+    /// transaction's writes, and its writes commit or roll back with it.
+    ///
+    /// ```no_run
+    /// # fn demo(db: &sop::Database, host: &sop_wasm::PluginHost) -> sop::Result<()> {
+    /// db.transact(|tx| {
+    ///     tx.open_store("orders")?.upsert(b"o-1", b"12.5")?;
+    ///     let out = host.run_in(tx, "aggregate", br#"{"source":"orders","target":"totals","key":"all"}"#)?;
+    ///     println!("{}", String::from_utf8_lossy(&out));
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn run_in(&self, tx: &Transaction, name: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let (alias, hash) = registry::resolve(tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        let rec = registry::record(tx, &hash)?.ok_or_else(|| PluginError::NotInstalled(alias.clone()))?;
+        if rec.kind != PluginKind::Compute {
+            return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Compute, found: rec.kind });
+        }
+        let (loaded, _) = self.load(tx, &alias, &hash)?;
+        let pre = ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let mut store = loaded.store_with(rec.limits);
+        store.data_mut().compute = Some(ComputeCtx::new(tx, rec.grants.clone()));
+        let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_compute().call_run(&mut store, input));
+        let r = r.map_err(|e| loaded.failure(&mut store, e));
+        // The store holds a pointer to `tx`: it must not outlive this call.
+        drop(store);
+        let out = r?.map_err(|message| PluginError::Guest { plugin: alias.clone(), message })?;
+        if out.len() as u64 > rec.limits.output_bytes {
+            return Err(PluginError::OutputTooLarge {
+                plugin: alias,
+                len: out.len() as u64,
+                cap: rec.limits.output_bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    fn validate_batch(&self, db: &Database, name: &str, batch: &[sop::Mutation]) -> Result<sop::Verdict, PluginError> {
+        let tx = db.begin_read()?;
+        let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
+        let (loaded, _) = self.load(&tx, &alias, &hash)?;
+        drop(tx);
+        if loaded.kind != PluginKind::Validator {
+            return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Validator, found: loaded.kind });
+        }
+        let pre = ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let wit: Vec<WitMutation> = batch
+            .iter()
+            .map(|m| WitMutation {
+                store: m.store.clone(),
+                op: if m.value.is_some() { Op::Put } else { Op::Remove },
+                key: m.key.to_vec(),
+                value: m.value.as_ref().map(|v| v.to_vec()),
+            })
+            .collect();
+        // A fresh instance per commit: validators see only the batch they are given.
+        let mut store = loaded.store();
+        let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
+        let verdict = r.map_err(|e| loaded.failure(&mut store, e))?;
+        if let Err(reasons) = &verdict {
+            let len: usize = reasons.iter().map(String::len).sum();
+            if len as u64 > loaded.limits.output_bytes {
+                return Err(PluginError::OutputTooLarge { plugin: alias, len: len as u64, cap: loaded.limits.output_bytes });
+            }
+        }
+        Ok(verdict)
+    }
+}
+
+/// Stores that depend on `name`: key orders pinning one of `targets`, validators naming it.
+fn users(tx: &Transaction, name: &str, targets: &[(String, String)]) -> Vec<String> {
+    let base = registry::split_name(name).0;
+    tx.store_metas()
+        .into_iter()
+        .filter(|m| {
+            let by_order = matches!(&m.options.order, KeyOrder::Custom { id, .. } if targets.iter().any(|(_, h)| h == id));
+            let by_validator = m.options.validator.as_deref().is_some_and(|v| {
+                v == name || registry::split_name(v).0 == base && targets.iter().any(|(a, _)| a == v || v == base)
+            });
+            by_order || by_validator
+        })
+        .map(|m| m.name)
+        .collect()
+}
+
+/// Takes a plugin error back out of a database error.
+fn unwrap_plugin(e: sop::Error) -> PluginError {
+    match e {
+        sop::Error::Plugin { source, .. } => match source.downcast::<PluginError>() {
+            Ok(p) => *p,
+            Err(other) => PluginError::Host(other.to_string()),
+        },
+        other => PluginError::Engine(other),
+    }
+}
+
+impl sop::Extensions for PluginHost {
+    fn key_order(&self, db: &Database, name: &str, id: &str) -> Result<Arc<dyn sop::OrderCodec>, sop::ExtError> {
+        let tx = db.begin_read()?;
+        let o = self.order(&tx, name, id)?;
+        Ok(o)
+    }
+
+    fn validate(&self, db: &Database, validator: &str, batch: &[sop::Mutation]) -> Result<sop::Verdict, sop::ExtError> {
+        Ok(self.validate_batch(db, validator, batch)?)
+    }
+}
