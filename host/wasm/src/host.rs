@@ -157,7 +157,8 @@ impl PluginHost {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        db.transact(|tx| registry::put(tx, &alias, &hash, wasm, &record).map_err(sop::Error::from))?;
+        db.transact(|tx| registry::put(tx, &alias, &hash, wasm, &record).map_err(sop::Error::from))
+            .map_err(unwrap_plugin)?;
         Ok(PluginInfo { alias, hash, record })
     }
 
@@ -195,7 +196,8 @@ impl PluginHost {
                 registry::unlink(tx, alias, hash)?;
             }
             Ok(targets.into_iter().map(|(a, _)| a).collect::<Vec<_>>())
-        })?;
+        });
+        let removed = removed.map_err(unwrap_plugin)?;
         Ok(removed)
     }
 

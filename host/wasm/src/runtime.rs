@@ -92,13 +92,15 @@ impl Runtime {
     /// code execution on every node.
     pub fn load(&self, hash: &str, bytes: &[u8], cache: Option<&Path>) -> Result<(Component, bool), PluginError> {
         let path = cache.map(|d| d.join(format!("{hash}-{:016x}.cwasm", self.compat)));
-        if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-            // SAFETY: the file is in this node's private cache directory, written by
+        if let Some(cached) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            // Read into memory rather than mapped: a mapped file that someone truncates
+            // under a running process would kill it with SIGBUS.
+            // SAFETY: the bytes come from this node's private cache directory, written by
             // `store_compiled` below from code this engine compiled itself after checking
-            // the component's sha256 (which names the file). wasmtime additionally checks
-            // that the file was produced by a compatible engine. A file that fails to load is
-            // recompiled and replaced.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, p) } {
+            // the component's sha256 (which names the file). wasmtime also checks that they
+            // were produced by a compatible engine. Bytes that fail to load are recompiled
+            // and replaced.
+            if let Ok(c) = unsafe { Component::deserialize(&self.engine, &cached) } {
                 return Ok((c, true));
             }
         }

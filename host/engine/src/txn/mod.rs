@@ -312,6 +312,13 @@ impl Transaction {
         let mut by_validator: BTreeMap<String, Vec<crate::Mutation>> = BTreeMap::new();
         {
             let inner = self.inner.borrow();
+            // A store created here names its validator now: it must exist (it is called,
+            // with an empty batch if nothing was written).
+            for op in &inner.catalog {
+                if let CatalogOp::Create { options: StoreOptions { validator: Some(v), .. }, .. } = op {
+                    by_validator.entry(v.clone()).or_default();
+                }
+            }
             for st in inner.stores.iter().filter(|s| !s.dropped && !s.ops.is_empty()) {
                 let Some(v) = &st.meta.options.validator else { continue };
                 let batch = by_validator.entry(v.clone()).or_default();

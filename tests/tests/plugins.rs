@@ -1,0 +1,358 @@
+//! The Wasm plugin host with the first-party plugins, built from `plugins/` by this crate's
+//! build script: key orders against reference models, validators, compute inside
+//! transactions, pinning, removal, the compile cache and tampering.
+
+use proptest::prelude::*;
+use sop::{Database, Error, KeyOrder, StoreOptions};
+use sop_wasm::{Grant, HostConfig, InstallOptions, PluginError, PluginHost, PluginKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("SOP_PLUGINS_DIR")).join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    db: Database,
+    host: Arc<PluginHost>,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let db = Database::open_or_create(dir.path()).unwrap();
+    let host = PluginHost::new(HostConfig { cache_dir: Some(cache.path().into()), ..Default::default() }).unwrap();
+    host.attach(&db);
+    Env { _dir: dir, cache, db, host }
+}
+
+impl Env {
+    fn install(&self, name: &str, file: &str) {
+        self.host.install(&self.db, name, &wasm(file), InstallOptions::default()).unwrap();
+    }
+
+    fn store_with_order(&self, store: &str, plugin: &str) {
+        let order = self.host.key_order(&self.db, plugin).unwrap();
+        self.db.transact(|tx| tx.create_store(store, StoreOptions { order: order.clone(), ..Default::default() }).map(|_| ())).unwrap();
+    }
+
+    fn keys(&self, store: &str) -> Vec<Vec<u8>> {
+        let tx = self.db.begin_read().unwrap();
+        tx.open_store(store).unwrap().iter().unwrap().map(|r| r.unwrap().0.to_vec()).collect()
+    }
+}
+
+fn fold(s: &str) -> String {
+    // The reference for the casefold plugin: full case folding of the characters these
+    // tests generate (ASCII, German sharp s, Greek sigma forms).
+    s.chars()
+        .flat_map(|c| match c {
+            'ß' => "ss".chars().collect::<Vec<_>>(),
+            'ς' => vec!['σ'],
+            c => c.to_lowercase().collect(),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// A case-insensitive store behaves like a map keyed by the folded key that remembers
+    /// the last spelling written, and iterates in folded order.
+    #[test]
+    fn casefold_store_matches_a_model(ops in prop::collection::vec(("[a-cA-CßσςΣ]{1,4}", any::<bool>(), 0u8..100), 1..60)) {
+        let e = env();
+        e.install("casefold", "casefold");
+        e.store_with_order("names", "casefold");
+        let mut model: BTreeMap<String, (String, u8)> = BTreeMap::new();
+        for chunk in ops.chunks(7) {
+            e.db.transact(|tx| {
+                let s = tx.open_store("names")?;
+                for (k, put, v) in chunk {
+                    if *put { s.upsert(k.as_bytes(), &[*v])?; } else { s.remove(k.as_bytes())?; }
+                }
+                Ok(())
+            }).unwrap();
+            for (k, put, v) in chunk {
+                if *put { model.insert(fold(k), (k.clone(), *v)); } else { model.remove(&fold(k)); }
+            }
+        }
+        let tx = e.db.begin_read().unwrap();
+        let s = tx.open_store("names").unwrap();
+        let got: Vec<(String, u8)> = s.iter().unwrap().map(|r| {
+            let (k, v) = r.unwrap();
+            (String::from_utf8(k.to_vec()).unwrap(), v[0])
+        }).collect();
+        let want: Vec<(String, u8)> = model.values().cloned().collect();
+        prop_assert_eq!(got, want);
+        for (k, (_, v)) in &model {
+            // Any spelling finds the item.
+            prop_assert_eq!(s.get(k.to_uppercase().as_bytes()).unwrap().map(|b| b[0]), Some(*v));
+        }
+    }
+
+    /// Descending order, prefixes included, and ranges in that order.
+    #[test]
+    fn descending_store_iterates_largest_first(keys in prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..6), 1..80)) {
+        let e = env();
+        e.install("descending", "descending");
+        e.store_with_order("d", "descending");
+        e.db.transact(|tx| tx.open_store("d")?.upsert_many(keys.iter().map(|k| (k.clone(), k.clone())))).unwrap();
+        let want: Vec<Vec<u8>> = keys.iter().rev().cloned().collect();
+        prop_assert_eq!(e.keys("d"), want.clone());
+        // A range [a, b) in a descending store holds keys from a down to (not including) b.
+        let (a, b) = (&want[0], &want[want.len() / 2]);
+        let tx = e.db.begin_read().unwrap();
+        let got: Vec<Vec<u8>> = tx.open_store("d").unwrap().range(&a[..]..&b[..]).unwrap().map(|r| r.unwrap().0.to_vec()).collect();
+        prop_assert_eq!(got, want[..want.len() / 2].to_vec());
+    }
+}
+
+#[test]
+fn json_field_orders_by_the_id_field() {
+    let e = env();
+    e.install("json-field", "json-field");
+    e.store_with_order("docs", "json-field");
+    let keys = [r#"{"id":10}"#, r#"{"id":-3.5}"#, r#"{"id":"b"}"#, r#"{"id":2}"#, r#"{"id":"a","v":1}"#, r#"{"x":1}"#, r#"{"id":null}"#];
+    e.db.transact(|tx| tx.open_store("docs")?.upsert_many(keys.iter().map(|k| (k.as_bytes(), b"v")))).unwrap();
+    let got: Vec<String> = e.keys("docs").into_iter().map(|k| String::from_utf8(k).unwrap()).collect();
+    assert_eq!(got, [r#"{"x":1}"#, r#"{"id":null}"#, r#"{"id":-3.5}"#, r#"{"id":2}"#, r#"{"id":10}"#, r#"{"id":"a","v":1}"#, r#"{"id":"b"}"#]);
+    // Keys the order cannot encode are rejected with the plugin's reason, and nothing changes.
+    let err = e.db.transact(|tx| tx.open_store("docs")?.upsert(b"not json", b"v")).unwrap_err();
+    let p = PluginError::find(&err).expect("a plugin error");
+    assert!(matches!(p, PluginError::Guest { .. }), "{p:?}");
+    assert!(err.to_string().contains("not JSON"), "{err}");
+    assert_eq!(e.keys("docs").len(), keys.len());
+}
+
+#[test]
+fn validator_rejects_bad_writes_with_reasons_and_writes_nothing() {
+    let e = env();
+    e.install("json-schema", "json-schema");
+    e.host.check_validator(&e.db, "json-schema").unwrap();
+    e.db.transact(|tx| {
+        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap();
+    e.db.transact(|tx| tx.open_store("people")?.upsert(b"ada", br#"{"name":"Ada","age":36}"#)).unwrap();
+    let err = e
+        .db
+        .transact(|tx| {
+            let s = tx.open_store("people")?;
+            s.upsert(b"bob", br#"{"name":"Bob","age":41}"#)?;
+            s.upsert(b"eve", br#"{"name":"Eve"}"#)?;
+            s.upsert(b"kid", br#"{"name":"Kid","age":"seven"}"#)
+        })
+        .unwrap_err();
+    match &err {
+        Error::Rejected { validator, reasons } => {
+            assert_eq!(validator, "json-schema");
+            assert_eq!(reasons.len(), 2, "{reasons:?}");
+            assert!(reasons[0].contains("eve") && reasons[0].contains("missing required field \"age\""), "{reasons:?}");
+            assert!(reasons[1].contains("kid") && reasons[1].contains("integer"), "{reasons:?}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // Nothing of the rejected commit was written, not even the valid row.
+    let tx = e.db.begin_read().unwrap();
+    let s = tx.open_store("people").unwrap();
+    assert!(s.get(b"bob").unwrap().is_none());
+    assert_eq!(s.count().unwrap(), 1);
+    drop(tx);
+    // Removes pass the schema; stores without a validator are not checked.
+    e.db.transact(|tx| tx.open_store("people")?.remove(b"ada").map(|_| ())).unwrap();
+    e.db.transact(|tx| tx.create_store("free", StoreOptions::default())?.upsert(b"x", b"not json")).unwrap();
+}
+
+#[test]
+fn a_store_whose_validator_is_missing_refuses_writes() {
+    let e = env();
+    e.db.transact(|tx| {
+        tx.create_store("people", StoreOptions { validator: Some("nope".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap_err();
+    // Created by a process that had the validator, then removed by force.
+    e.install("json-schema", "json-schema");
+    e.db.transact(|tx| {
+        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap();
+    assert!(matches!(e.host.remove(&e.db, "json-schema", false), Err(PluginError::InUse { .. })));
+    e.host.remove(&e.db, "json-schema", true).unwrap();
+    let err = e.db.transact(|tx| tx.open_store("people")?.upsert(b"a", br#"{"name":"A","age":1}"#)).unwrap_err();
+    assert!(matches!(PluginError::find(&err), Some(PluginError::NotInstalled(_))), "{err:?}");
+}
+
+#[test]
+fn compute_aggregates_inside_the_callers_transaction() {
+    let e = env();
+    let opts = InstallOptions { grants: vec![Grant::read("orders"), Grant::write("totals")], limits: None };
+    let info = e.host.install(&e.db, "aggregate", &wasm("aggregate"), opts).unwrap();
+    assert_eq!(info.record.kind, PluginKind::Compute);
+    e.db.transact(|tx| {
+        let o = tx.create_store("orders", StoreOptions::default())?;
+        o.upsert_many([(b"a1", &b"10"[..]), (b"a2", b"2.5"), (b"b1", b"100")])?;
+        tx.create_store("totals", StoreOptions::default()).map(|_| ())
+    })
+    .unwrap();
+    // The plugin sees the transaction's own uncommitted write and writes into it.
+    let out = e
+        .db
+        .transact(|tx| {
+            tx.open_store("orders")?.upsert(b"a3", b"0.5")?;
+            Ok(e.host.run_in(tx, "aggregate", br#"{"source":"orders","target":"totals","key":"a","start":"a","end":"b"}"#)?)
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"count":3,"sum":13.0}"#);
+    let tx = e.db.begin_read().unwrap();
+    assert_eq!(tx.open_store("totals").unwrap().get(b"a").unwrap().as_deref(), Some(&br#"{"count":3,"sum":13.0}"#[..]));
+    drop(tx);
+    // When the caller's transaction fails, the plugin's writes go with it.
+    let r: sop::Result<()> = e.db.transact(|tx| {
+        e.host.run_in(tx, "aggregate", br#"{"source":"orders","target":"totals","key":"all"}"#)?;
+        Err(Error::InvalidOptions("caller gives up".into()))
+    });
+    assert!(r.is_err());
+    assert!(e.db.begin_read().unwrap().open_store("totals").unwrap().get(b"all").unwrap().is_none());
+    // Its own transaction: committed.
+    let out = e.host.run(&e.db, "aggregate", br#"{"source":"orders","target":"totals","key":"all"}"#).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"count":4,"sum":113.0}"#);
+    // A guest error is typed and carries the guest's message.
+    match e.host.run(&e.db, "aggregate", b"{}") {
+        Err(PluginError::Guest { message, .. }) => assert!(message.contains("source"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_store_pins_its_order_plugin_by_hash() {
+    let e = env();
+    e.install("casefold", "casefold");
+    e.store_with_order("names", "casefold");
+    e.db.transact(|tx| tx.open_store("names")?.upsert(b"Ada", b"1")).unwrap();
+    assert!(matches!(e.host.remove(&e.db, "casefold", false), Err(PluginError::InUse { stores, .. }) if stores == ["names"]));
+
+    // Another component under the same name does not take over the store's order.
+    e.host.remove(&e.db, "casefold", true).unwrap();
+    e.install("casefold", "descending");
+    let fresh = Database::open(e._dir.path()).unwrap();
+    let host = PluginHost::new(HostConfig { cache_dir: Some(e.cache.path().into()), ..Default::default() }).unwrap();
+    host.attach(&fresh);
+    let err = fresh.begin_read().unwrap().open_store("names").err().expect("the pinned plugin is gone");
+    match &err {
+        Error::OrderUnavailable { store, reason, .. } => {
+            assert_eq!(store, "names");
+            assert!(reason.contains("no plugin"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The exact component back: the store reads again, in its order.
+    host.install(&fresh, "casefold@2.0.0", &wasm("casefold"), InstallOptions::default()).unwrap();
+    let tx = fresh.begin_read().unwrap();
+    assert_eq!(tx.open_store("names").unwrap().get(b"ADA").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn without_a_plugin_host_a_custom_order_store_is_refused() {
+    let e = env();
+    e.install("casefold", "casefold");
+    e.store_with_order("names", "casefold");
+    let plain = Database::open(e._dir.path()).unwrap();
+    let err = plain.begin_read().unwrap().open_store("names").err().unwrap();
+    assert!(matches!(err, Error::OrderUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("no plugin host"), "{err}");
+}
+
+#[test]
+fn plugins_load_from_the_database_and_compile_once_per_node() {
+    let e = env();
+    e.install("casefold", "casefold");
+    let order = e.host.key_order(&e.db, "casefold").unwrap();
+    let KeyOrder::Custom { name, id } = &order else { panic!() };
+    assert_eq!(name, "casefold@0.1.0");
+    assert_eq!(id, &sop_wasm::registry::sha256_hex(&wasm("casefold")));
+
+    // Another host with an empty cache compiles; a third with the filled cache loads.
+    let cold = tempfile::tempdir().unwrap();
+    let h1 = PluginHost::new(HostConfig { cache_dir: Some(cold.path().into()), ..Default::default() }).unwrap();
+    assert!(!h1.prepare(&e.db, "casefold").unwrap().from_cache);
+    let h2 = PluginHost::new(HostConfig { cache_dir: Some(cold.path().into()), ..Default::default() }).unwrap();
+    assert!(h2.prepare(&e.db, "casefold").unwrap().from_cache);
+    // A damaged cache entry is recompiled, not trusted.
+    for f in std::fs::read_dir(cold.path()).unwrap() {
+        std::fs::write(f.unwrap().path(), b"garbage").unwrap();
+    }
+    let h3 = PluginHost::new(HostConfig { cache_dir: Some(cold.path().into()), ..Default::default() }).unwrap();
+    assert!(!h3.prepare(&e.db, "casefold").unwrap().from_cache);
+    // Nothing compiled lands in the database folder.
+    let in_db: Vec<_> = walk(e._dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
+    assert!(in_db.is_empty(), "{in_db:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn tampered_plugin_bytes_are_refused() {
+    let e = env();
+    e.install("descending", "descending");
+    let hash = sop_wasm::registry::sha256_hex(&wasm("descending"));
+    // Someone with write access to the folder swaps a byte of the stored component.
+    e.db.transact(|tx| {
+        let s = tx.open_store("sop.plugin-bytes")?;
+        let (k, v) = s.iter()?.next().unwrap()?;
+        let mut v = v.to_vec();
+        let n = v.len();
+        v[n / 2] ^= 0x55;
+        s.upsert(&k, &v)
+    })
+    .unwrap();
+    let host = PluginHost::new(HostConfig { cache_dir: None, ..Default::default() }).unwrap();
+    match host.prepare(&e.db, "descending") {
+        Err(PluginError::HashMismatch { expected, .. }) => assert_eq!(expected, hash),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn installing_garbage_or_the_wrong_kind_fails_cleanly() {
+    let e = env();
+    let r = e.host.install(&e.db, "junk", b"\0asm not really", InstallOptions::default());
+    assert!(matches!(r, Err(PluginError::Invalid(_))), "{r:?}");
+    assert!(matches!(e.host.install(&e.db, "bad name!", &wasm("casefold"), Default::default()), Err(PluginError::Invalid(_))));
+    e.install("json-schema", "json-schema");
+    assert!(matches!(e.host.key_order(&e.db, "json-schema"), Err(PluginError::WrongKind { .. })));
+    assert!(matches!(e.host.run(&e.db, "json-schema", b""), Err(PluginError::WrongKind { .. })));
+    assert!(matches!(e.host.key_order(&e.db, "missing"), Err(PluginError::NotInstalled(_))));
+    assert_eq!(e.host.list(&e.db).unwrap().len(), 1);
+}
+
+#[test]
+fn versions_resolve_to_the_highest_and_list_shows_each() {
+    let e = env();
+    e.install("order@1.0.0", "casefold");
+    e.install("order@1.2.0", "descending");
+    e.install("order@1.10.0", "json-field");
+    let KeyOrder::Custom { name, .. } = e.host.key_order(&e.db, "order").unwrap() else { panic!() };
+    assert_eq!(name, "order@1.10.0");
+    let KeyOrder::Custom { name, .. } = e.host.key_order(&e.db, "order@1.2.0").unwrap() else { panic!() };
+    assert_eq!(name, "order@1.2.0");
+    assert_eq!(e.host.list(&e.db).unwrap().len(), 3);
+    assert_eq!(e.host.remove(&e.db, "order@1.10.0", false).unwrap(), ["order@1.10.0"]);
+    assert_eq!(e.host.remove(&e.db, "order", false).unwrap().len(), 2);
+    assert!(e.host.list(&e.db).unwrap().is_empty());
+    // Components with no alias left are gone too.
+    let tx = e.db.begin_read().unwrap();
+    assert_eq!(tx.open_store("sop.plugins").unwrap().count().unwrap(), 0);
+    assert_eq!(tx.open_store("sop.plugin-bytes").unwrap().count().unwrap(), 0);
+}
+
