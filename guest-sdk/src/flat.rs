@@ -2,6 +2,7 @@
 
 /// Items of a flat buffer, in order. Offsets the host sent are trusted no further than
 /// this: an end beyond the data or before the previous end yields an empty item.
+#[cfg(any(feature = "key-order", feature = "compute"))]
 pub(crate) fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
     let mut start = 0usize;
     ends.iter().map(move |&e| {

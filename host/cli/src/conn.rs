@@ -38,7 +38,21 @@ impl Conn {
             bail!("folder {} does not exist", dir.display());
         }
         let what = if create { "open or create" } else { "open" };
-        Database::open_with(dir, self.options(create)?)
-            .with_context(|| format!("cannot {what} the database in {}", dir.display()))
+        let db = Database::open_with(dir, self.options(create)?)
+            .with_context(|| format!("cannot {what} the database in {}", dir.display()))?;
+        // Stores with plugin key orders or validators work from every command.
+        host()?.attach(&db);
+        Ok(db)
     }
+}
+
+/// The process's plugin host (compiled plugins cached in `SOP_WASM_CACHE` or the user's
+/// cache directory, never in the database folder).
+pub fn host() -> Result<Arc<sop_wasm::PluginHost>> {
+    static HOST: std::sync::OnceLock<Arc<sop_wasm::PluginHost>> = std::sync::OnceLock::new();
+    if let Some(h) = HOST.get() {
+        return Ok(h.clone());
+    }
+    let h = sop_wasm::PluginHost::new(Default::default()).context("cannot start the plugin host")?;
+    Ok(HOST.get_or_init(|| h).clone())
 }

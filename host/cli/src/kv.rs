@@ -47,6 +47,14 @@ pub enum StoreCmd {
         /// Where values live.
         #[arg(long, value_enum, default_value = "node")]
         value_placement: Placement,
+        /// Order keys with this key-order plugin (`name` or `name@version`). The store pins
+        /// the plugin's exact hash for its whole life.
+        #[arg(long, value_name = "PLUGIN")]
+        order: Option<String>,
+        /// Check every commit writing this store with this validator plugin (resolved by
+        /// name at each commit, so reinstalling it upgrades the rules).
+        #[arg(long, value_name = "PLUGIN")]
+        validator: Option<String>,
     },
     /// Lists stores with their item counts.
     List { dir: PathBuf },
@@ -62,9 +70,19 @@ pub enum Placement {
 
 pub fn store(cmd: StoreCmd, conn: &Conn) -> Result<()> {
     match cmd {
-        StoreCmd::Create { dir, store, unique: _, duplicates, slot_length, value_placement } => {
+        StoreCmd::Create { dir, store, unique: _, duplicates, slot_length, value_placement, order, validator } => {
             let db = conn.open(&dir, true)?;
+            let host = crate::conn::host()?;
+            let order = match &order {
+                Some(p) => host.key_order(&db, p)?,
+                None => sop::KeyOrder::Bytewise,
+            };
+            if let Some(v) = &validator {
+                host.check_validator(&db, v)?;
+            }
             let options = StoreOptions {
+                order,
+                validator,
                 slot_length,
                 unique: !duplicates,
                 value_placement: match value_placement {

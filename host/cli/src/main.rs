@@ -5,6 +5,7 @@ mod check;
 mod conn;
 mod demo;
 mod kv;
+mod plugin;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Cmd {
     Del(kv::DelArgs),
     /// Lists items in key order.
     Scan(kv::ScanArgs),
+    /// Installs, lists, removes and runs Wasm plugins stored in the database.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
     /// One writer process of `sop demo --procs` (internal).
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Put(a) => kv::put(a, &cli.conn),
         Cmd::Del(a) => kv::del(a, &cli.conn),
         Cmd::Scan(a) => kv::scan(a, &cli.conn),
+        Cmd::Plugin(c) => plugin::run(c, &cli.conn),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -140,9 +140,9 @@ pub enum Error {
     /// be loaded. `source` is the host's own error: downcast it (for instance to
     /// `sop_wasm::PluginError`) to tell the cases apart. The operation had no effect; a
     /// transaction in progress can still be rolled back or retried.
-    #[error("plugin {plugin:?}: {source}")]
+    #[error("{source}")]
     Plugin {
-        /// The plugin (a name, or a key order's `name@id`).
+        /// The plugin (a name, or a key order's id). The message of `source` names it too.
         plugin: String,
         /// What went wrong.
         #[source]

@@ -162,6 +162,13 @@ impl PluginHost {
         Ok(PluginInfo { alias, hash, record })
     }
 
+    /// The kind of plugin a component is (compiling it, or loading it from the cache).
+    pub fn kind_of(&self, wasm: &[u8]) -> Result<PluginKind, PluginError> {
+        let hash = registry::sha256_hex(wasm);
+        let (component, _) = self.rt.load(&hash, wasm, self.config.cache_dir.as_deref())?;
+        Ok(runtime::classify(&self.rt.engine, &component)?.0)
+    }
+
     /// Every installed alias.
     pub fn list(&self, db: &Database) -> Result<Vec<PluginInfo>, PluginError> {
         let tx = db.begin_read()?;

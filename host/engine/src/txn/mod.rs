@@ -340,7 +340,8 @@ impl Transaction {
         }
         let Some(ext) = self.db.extensions.read().clone() else {
             let name = by_validator.keys().next().cloned().unwrap_or_default();
-            return Err(Error::Plugin { plugin: name, source: "no plugin host is installed in this process".into() });
+            let source = format!("validator {name:?}: no plugin host is installed in this process").into();
+            return Err(Error::Plugin { plugin: name, source });
         };
         let db = crate::Database { inner: self.db.clone() };
         for (validator, batch) in by_validator {

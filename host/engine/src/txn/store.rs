@@ -95,7 +95,7 @@ impl<'t> Store<'t> {
         if out.len() != raw.len() {
             return Err(Error::Plugin {
                 plugin: c.id().to_string(),
-                source: format!("returned {} sort keys for {} keys", out.len(), raw.len()).into(),
+                source: format!("key order {}: returned {} sort keys for {} keys", c.id(), out.len(), raw.len()).into(),
             });
         }
         let mut inner = self.tx.inner.borrow_mut();

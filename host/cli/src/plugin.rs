@@ -1,0 +1,148 @@
+//! `sop plugin`: install, list, remove and run Wasm plugins stored in the database.
+
+use crate::conn::{Conn, host};
+use anyhow::{Context, Result, bail};
+use sop_wasm::{Grant, InstallOptions, Limits, PluginKind};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum PluginCmd {
+    /// Installs a component (.wasm) into the database under a name. Every process that
+    /// opens the database can then load it.
+    Install(InstallArgs),
+    /// Lists installed plugins.
+    List { dir: PathBuf },
+    /// Removes a plugin (`name`: every version; `name@version`: that one).
+    Remove {
+        dir: PathBuf,
+        name: String,
+        /// Remove even if stores use it (they then refuse to open or commit until it is back).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Runs a compute plugin in a transaction of its own and prints its output.
+    Run {
+        dir: PathBuf,
+        name: String,
+        /// Input text.
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Input read from a file.
+        #[arg(long)]
+        input_file: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    dir: PathBuf,
+    file: PathBuf,
+    /// `name` or `name@version` (the version defaults to 0.1.0).
+    #[arg(long)]
+    name: String,
+    /// Compute: a store it may read (repeat for more).
+    #[arg(long, value_name = "STORE")]
+    read: Vec<String>,
+    /// Compute: a store it may read and write (repeat for more).
+    #[arg(long, value_name = "STORE")]
+    write: Vec<String>,
+    /// CPU deadline per call, in ms (default: by kind).
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory cap, in MiB (default: by kind).
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Output cap per call, in KiB (default: by kind).
+    #[arg(long)]
+    output_kib: Option<u64>,
+    /// Compute: storage calls per invocation (default 1,000,000).
+    #[arg(long)]
+    host_calls: Option<u64>,
+}
+
+pub fn run(cmd: PluginCmd, conn: &Conn) -> Result<()> {
+    match cmd {
+        PluginCmd::Install(a) => install(a, conn),
+        PluginCmd::List { dir } => list(dir, conn),
+        PluginCmd::Remove { dir, name, force } => {
+            let db = conn.open(&dir, false)?;
+            for alias in host()?.remove(&db, &name, force)? {
+                println!("removed {alias}");
+            }
+            Ok(())
+        }
+        PluginCmd::Run { dir, name, input, input_file } => {
+            let input = match (input, input_file) {
+                (Some(s), _) => s.into_bytes(),
+                (None, Some(f)) => std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?,
+                (None, None) => Vec::new(),
+            };
+            let db = conn.open(&dir, false)?;
+            let out = host()?.run(&db, &name, &input)?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&out)?;
+            if !out.ends_with(b"\n") {
+                writeln!(stdout)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn install(a: InstallArgs, conn: &Conn) -> Result<()> {
+    let wasm = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let db = conn.open(&a.dir, true)?;
+    let grants: Vec<Grant> =
+        a.read.iter().map(|s| Grant::read(s)).chain(a.write.iter().map(|s| Grant::write(s))).collect();
+    let host = host()?;
+    let kind = host.kind_of(&wasm)?;
+    let d = Limits::default_for(kind);
+    let limits = Limits {
+        deadline_ms: a.deadline_ms.unwrap_or(d.deadline_ms),
+        memory_bytes: a.memory_mib.map_or(d.memory_bytes, |m| m << 20),
+        output_bytes: a.output_kib.map_or(d.output_bytes, |k| k << 10),
+        host_calls: a.host_calls.unwrap_or(d.host_calls),
+    };
+    if kind != PluginKind::Compute && !grants.is_empty() {
+        bail!("--read and --write apply to compute plugins; this is a {kind} plugin");
+    }
+    let info = host.install(&db, &a.name, &wasm, InstallOptions { grants, limits: Some(limits) })?;
+    println!("installed {} ({} plugin, sha256 {}, {} bytes)", info.alias, info.record.kind, info.hash, info.record.size);
+    Ok(())
+}
+
+fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
+    let db = conn.open(&dir, false)?;
+    let plugins = host()?.list(&db)?;
+    if plugins.is_empty() {
+        println!("no plugins installed");
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> = plugins
+        .iter()
+        .map(|p| {
+            let l = p.record.limits;
+            let grants: Vec<String> =
+                p.record.grants.iter().map(|g| format!("{}{}", g.store, if g.write { "" } else { " (read)" })).collect();
+            [
+                p.alias.clone(),
+                p.record.kind.to_string(),
+                p.hash[..16].to_string(),
+                format!("{:.1} KiB", p.record.size as f64 / 1024.0),
+                format!("{} ms, {} MiB", l.deadline_ms, l.memory_bytes >> 20),
+                if grants.is_empty() { "-".into() } else { grants.join(", ") },
+            ]
+        })
+        .collect();
+    let head = ["name", "kind", "sha256", "size", "limits", "grants"];
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: &[String]| {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    println!("{}", line(&head.map(String::from)));
+    for r in &rows {
+        println!("{}", line(r));
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Plugins across processes, through the CLI: one process installs, others (with their own
+//! compile caches, as on other nodes) load the plugins from the database and use them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn plugins() -> PathBuf {
+    let root = sop_plugin_build::repo_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    sop_plugin_build::build(&root, &target).expect("build the plugins")
+}
+
+/// Runs `sop` as a separate process on "node" `cache` (its private compile cache).
+fn sop(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sop")).env("SOP_WASM_CACHE", cache).env_remove("SOP_REDIS_URL").args(args).output().unwrap()
+}
+
+fn ok(cache: &Path, args: &[&str]) -> String {
+    let o = sop(cache, args);
+    assert!(o.status.success(), "sop {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn fails(cache: &Path, args: &[&str]) -> String {
+    let o = sop(cache, args);
+    assert!(!o.status.success(), "sop {args:?} should fail; printed {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8(o.stderr).unwrap()
+}
+
+#[test]
+fn one_process_installs_the_others_use() {
+    let wasm = plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let (node_a, node_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (node_a.path(), node_b.path());
+    let d = dir.path().to_str().unwrap();
+    let file = |n: &str| wasm.join(format!("{n}.wasm")).to_str().unwrap().to_string();
+
+    // Node A installs a key order and a validator.
+    let out = ok(a, &["plugin", "install", d, &file("casefold"), "--name", "casefold"]);
+    assert!(out.starts_with("installed casefold@0.1.0 (key-order plugin"), "{out}");
+    ok(a, &["plugin", "install", d, &file("json-schema"), "--name", "people-schema", "--deadline-ms", "250"]);
+
+    // Node B creates a store with both and writes through them.
+    ok(b, &["store", "create", d, "people", "--order", "casefold", "--validator", "people-schema"]);
+    ok(b, &["put", d, "people", "Zoe", r#"{"name":"Zoe","age":3}"#]);
+    ok(b, &["put", d, "people", "adam", r#"{"name":"Adam","age":30}"#]);
+    ok(b, &["put", d, "people", "bea", r#"{"name":"Bea","age":7}"#]);
+    // Same key in another case: replaces (the order is case-insensitive).
+    ok(b, &["put", d, "people", "ADAM", r#"{"name":"Adam","age":31}"#]);
+    let err = fails(b, &["put", d, "people", "eve", r#"{"name":"Eve"}"#]);
+    assert!(err.contains("rejected by validator") && err.contains("missing required field"), "{err}");
+    // Node B compiled both plugins into its own cache; nothing compiled sits in the database.
+    assert_eq!(std::fs::read_dir(b).unwrap().count(), 2);
+
+    // Node A (its own cache already warm) reads in the plugin's order.
+    let scan = ok(a, &["scan", d, "people"]);
+    let keys: Vec<&str> = scan.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(keys, ["ADAM", "bea", "Zoe"], "{scan}");
+    assert!(ok(a, &["get", d, "people", "zoe"]).contains("\"age\":3"));
+
+    // Compute, granted one store to read and one to write.
+    ok(a, &["put", d, "orders", "o1", "10"]);
+    ok(a, &["put", d, "orders", "o2", "5"]);
+    ok(a, &["store", "create", d, "totals"]);
+    ok(a, &["plugin", "install", d, &file("aggregate"), "--name", "aggregate", "--read", "orders", "--write", "totals"]);
+    let out = ok(b, &["plugin", "run", d, "aggregate", "--input", r#"{"source":"orders","target":"totals","key":"all"}"#]);
+    assert_eq!(out.trim(), r#"{"count":2,"sum":15.0}"#);
+    assert_eq!(ok(a, &["get", d, "totals", "all"]).trim(), r#"{"count":2,"sum":15.0}"#);
+    let err = fails(b, &["plugin", "install", d, &file("casefold"), "--name", "x", "--write", "totals"]);
+    assert!(err.contains("apply to compute plugins"), "{err}");
+
+    let list = ok(b, &["plugin", "list", d]);
+    for name in ["casefold@0.1.0", "people-schema@0.1.0", "aggregate@0.1.0"] {
+        assert!(list.contains(name), "{name} missing from:\n{list}");
+    }
+    assert!(list.contains("totals") && list.contains("orders (read)"), "{list}");
+
+    // Removal: refused while a store uses it; forced, the store refuses to open.
+    let err = fails(a, &["plugin", "remove", d, "casefold"]);
+    assert!(err.contains("used by store(s) people"), "{err}");
+    ok(a, &["plugin", "remove", d, "casefold", "--force"]);
+    let err = fails(b, &["scan", d, "people"]);
+    assert!(err.contains("key order") && err.contains("not available"), "{err}");
+    ok(a, &["plugin", "install", d, &file("casefold"), "--name", "casefold"]);
+    assert_eq!(ok(b, &["scan", d, "people"]), scan);
+}
