@@ -9,6 +9,7 @@ use crate::order::WasmOrder;
 use crate::plugin::Loaded;
 use crate::registry::{self, PluginRecord};
 use crate::runtime::{self, Runtime};
+use crate::state::HostState;
 use crate::{Grant, Limits, PluginError, PluginKind};
 use parking_lot::Mutex;
 use sop::{Database, KeyOrder, Transaction};
@@ -93,6 +94,9 @@ pub struct PluginHost {
     /// Compiled and linked plugins, by hash.
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     orders: Mutex<HashMap<String, Arc<WasmOrder>>>,
+    /// Validators and compute with their exports looked up, by hash.
+    validators: Mutex<HashMap<String, (Arc<Loaded>, ValidatorPluginPre<HostState>)>>,
+    computes: Mutex<HashMap<String, (Arc<Loaded>, ComputePluginPre<HostState>)>>,
 }
 
 impl PluginHost {
@@ -103,6 +107,8 @@ impl PluginHost {
             config,
             loaded: Mutex::new(HashMap::new()),
             orders: Mutex::new(HashMap::new()),
+            validators: Mutex::new(HashMap::new()),
+            computes: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -238,6 +244,9 @@ impl PluginHost {
         let tx = db.begin_read()?;
         let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
         self.loaded.lock().remove(&hash);
+        self.orders.lock().remove(&hash);
+        self.validators.lock().remove(&hash);
+        self.computes.lock().remove(&hash);
         let (_, from_cache) = self.load(&tx, &alias, &hash)?;
         Ok(LoadReport { from_cache, millis: t.elapsed().as_secs_f64() * 1e3 })
     }
@@ -257,6 +266,39 @@ impl PluginHost {
         let o = Arc::new(WasmOrder::new(loaded)?);
         self.orders.lock().insert(hash.to_string(), o.clone());
         Ok(o)
+    }
+
+    fn validator(
+        &self,
+        tx: &Transaction,
+        alias: &str,
+        hash: &str,
+    ) -> Result<(Arc<Loaded>, ValidatorPluginPre<HostState>), PluginError> {
+        if let Some(v) = self.validators.lock().get(hash) {
+            return Ok(v.clone());
+        }
+        let (loaded, _) = self.load(tx, alias, hash)?;
+        if loaded.kind != PluginKind::Validator {
+            return Err(PluginError::WrongKind { plugin: alias.into(), expected: PluginKind::Validator, found: loaded.kind });
+        }
+        let pre = ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        self.validators.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
+        Ok((loaded, pre))
+    }
+
+    fn compute(
+        &self,
+        tx: &Transaction,
+        alias: &str,
+        hash: &str,
+    ) -> Result<(Arc<Loaded>, ComputePluginPre<HostState>), PluginError> {
+        if let Some(v) = self.computes.lock().get(hash) {
+            return Ok(v.clone());
+        }
+        let (loaded, _) = self.load(tx, alias, hash)?;
+        let pre = ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        self.computes.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
+        Ok((loaded, pre))
     }
 
     fn load(&self, tx: &Transaction, alias: &str, hash: &str) -> Result<(Arc<Loaded>, bool), PluginError> {
@@ -300,8 +342,7 @@ impl PluginHost {
         if rec.kind != PluginKind::Compute {
             return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Compute, found: rec.kind });
         }
-        let (loaded, _) = self.load(tx, &alias, &hash)?;
-        let pre = ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let (loaded, pre) = self.compute(tx, &alias, &hash)?;
         let mut store = loaded.store_with(rec.limits);
         store.data_mut().compute = Some(ComputeCtx::new(tx, rec.grants.clone()));
         let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_compute().call_run(&mut store, input));
@@ -322,12 +363,8 @@ impl PluginHost {
     fn validate_batch(&self, db: &Database, name: &str, batch: &[sop::Mutation]) -> Result<sop::Verdict, PluginError> {
         let tx = db.begin_read()?;
         let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
-        let (loaded, _) = self.load(&tx, &alias, &hash)?;
+        let (loaded, pre) = self.validator(&tx, &alias, &hash)?;
         drop(tx);
-        if loaded.kind != PluginKind::Validator {
-            return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Validator, found: loaded.kind });
-        }
-        let pre = ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         let wit: Vec<WitMutation> = batch
             .iter()
             .map(|m| WitMutation {

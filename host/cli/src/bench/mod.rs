@@ -24,6 +24,7 @@ mod engine_sop;
 #[cfg(feature = "peers")]
 mod engine_sqlite;
 mod fsync;
+mod plugins;
 mod report;
 mod sop_go;
 mod swarm;
@@ -76,6 +77,8 @@ pub struct Args {
 enum BenchCmd {
     /// Aggregate throughput of 1, 2, 4 processes writing one store (the storage swarm).
     Swarm(swarm::Args),
+    /// What Wasm plugins cost: key-order inserts against the built-in order, loading, calls.
+    Plugins(plugins::Args),
 }
 
 /// The engines `sop bench` knows.
@@ -120,8 +123,10 @@ pub struct Workload {
 }
 
 pub fn run(a: Args, conn: &crate::conn::Conn) -> Result<()> {
-    if let Some(BenchCmd::Swarm(s)) = a.sub {
-        return swarm::run(s, conn);
+    match a.sub {
+        Some(BenchCmd::Swarm(s)) => return swarm::run(s, conn),
+        Some(BenchCmd::Plugins(p)) => return plugins::run(p),
+        None => {}
     }
     let w = Workload { n: a.n, batch: a.batch, single: a.single, value_size: a.value_size, slot_length: a.slot_length };
     check_workload(&w)?;
