@@ -321,3 +321,60 @@ fn embedded_and_swarm_users_of_one_folder_exclude_each_other() {
     let db = Database::open(dir.path()).unwrap();
     assert_eq!(counter(&db), 1);
 }
+
+/// Plugins in the swarm: processes coordinating through Redis all load the key order and
+/// the validator from the database, merge writes to one custom-order store, and reject bad
+/// rows; one process installed the plugins, none of the others had them.
+#[test]
+fn processes_share_plugins_from_the_database() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&redis, dir.path());
+    let host = sop_wasm::PluginHost::new(Default::default()).unwrap();
+    host.attach(&db);
+    let plugins = Path::new(env!("SOP_PLUGINS_DIR"));
+    for (name, file) in [("casefold", "casefold"), ("people", "json-schema")] {
+        let wasm = std::fs::read(plugins.join(format!("{file}.wasm"))).unwrap();
+        host.install(&db, name, &wasm, Default::default()).unwrap();
+    }
+    let order = host.key_order(&db, "casefold").unwrap();
+    let opts = sop::StoreOptions { order, validator: Some("people".into()), slot_length: 8, ..Default::default() };
+    db.transact(|tx| tx.create_store("names", opts.clone()).map(|_| ())).unwrap();
+
+    let w = Worker::new(&redis, dir.path());
+    let (k, n) = (3u64, 120u64);
+    let kids: Vec<_> = (0..k)
+        .map(|id| {
+            // Each process is its own node, with its own compile cache.
+            let cache = dir.path().with_extension(format!("cache-{id}"));
+            w.spawn_env(&["plugin-writer", &id.to_string(), &n.to_string()], &[("SOP_WASM_CACHE", cache.display().to_string())])
+        })
+        .collect();
+    let mut rejected = 0;
+    for c in kids {
+        let out = c.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "worker failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        rejected += stdout.split_whitespace().nth(5).unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(rejected, k * n.div_ceil(100), "every 10th batch of each worker was rejected");
+    let tx = db.begin_read().unwrap();
+    let s = tx.open_store("names").unwrap();
+    let keys: Vec<String> = s.iter().unwrap().map(|r| String::from_utf8(r.unwrap().0.to_vec()).unwrap()).collect();
+    // Every row once, one "shared" row whatever its case, nothing invalid, in folded order.
+    assert_eq!(keys.len() as u64, k * n + 1, "{keys:?}");
+    let mut folded: Vec<String> = keys.iter().map(|k| k.to_lowercase()).collect();
+    let in_order = folded.clone();
+    folded.sort();
+    assert_eq!(in_order, folded);
+    assert!(keys.iter().all(|k| !k.starts_with("bad-")));
+    for id in 0..k {
+        for j in 0..n {
+            assert!(s.get(format!("User-{id}-{j}").as_bytes()).unwrap().is_some(), "row {id}-{j} lost");
+        }
+    }
+    drop(tx);
+    for id in 0..k {
+        let _ = std::fs::remove_dir_all(dir.path().with_extension(format!("cache-{id}")));
+    }
+}

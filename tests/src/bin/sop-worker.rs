@@ -10,11 +10,12 @@
 //! | `bank ID TRANSFERS LOG` | random transfers (transact) and read-only snapshots (logged) |
 //! | `append ID TXNS KEYS LOG` | list-append transactions, each logged as invoked and finished |
 //! | `phantom ID RANGES` | per range: scan it, insert into it only if empty |
+//! | `plugin-writer ID N` | writes store `names` (a Wasm key order and validator): N valid rows in batches of 10, a shared key in this worker's own case, and every 10th batch an invalid row that must be rejected |
 //!
 //! `--skip-validation` plants a bug (commits skip conflict checks) to prove the checkers catch it.
 //!
 //! Logs are JSON lines; a finished transaction's line is synced before the next begins.
-//! Prints `ok <commits> <conflicts> <merges> <successes>` on success.
+//! Prints `ok <commits> <conflicts> <merges> <successes> <rejected>` on success.
 
 use rand::Rng;
 use serde_json::json;
@@ -109,8 +110,36 @@ fn run() -> Result<String, String> {
     };
     let mut successes = 0u64;
     let mut unavailable = 0u64;
+    let mut rejected = 0u64;
     let mut rng = rand::rng();
     match cmd.as_str() {
+        "plugin-writer" => {
+            let (id, n): (u64, u64) = (arg(args, 2)?, arg(args, 3)?);
+            let host = sop_wasm::PluginHost::new(Default::default()).map_err(|e| e.to_string())?;
+            host.attach(&db);
+            let shared = if id % 2 == 0 { "SHARED" } else { "shared" };
+            for (b, start) in (0..n).step_by(10).enumerate() {
+                db.transact(|tx| {
+                    let s = tx.open_store("names")?;
+                    let rows: Vec<(String, String)> = (start..(start + 10).min(n))
+                        .map(|j| {
+                            let key = if j % 2 == 0 { format!("user-{id}-{j}") } else { format!("USER-{id}-{j}") };
+                            (key, format!(r#"{{"name":"w{id}","age":{j}}}"#))
+                        })
+                        .collect();
+                    s.upsert_many(rows.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))?;
+                    s.upsert(shared.as_bytes(), format!(r#"{{"name":"w{id}","age":{b}}}"#).as_bytes())
+                })
+                .map_err(e)?;
+                successes += 1;
+                if b % 10 == 0 {
+                    match db.transact(|tx| tx.open_store("names")?.upsert(format!("bad-{id}-{b}").as_bytes(), b"{}")) {
+                        Err(Error::Rejected { .. }) => rejected += 1,
+                        other => return Err(format!("an invalid row was not rejected: {other:?}")),
+                    }
+                }
+            }
+        }
         "insert" => {
             let (id, n, batch, slot): (u64, u64, u64, u32) =
                 (arg(args, 2)?, arg(args, 3)?, arg(args, 4)?, arg(args, 5)?);
@@ -287,5 +316,5 @@ fn run() -> Result<String, String> {
     let st = db.stats();
     // `incr` reports coordinator outages where the others report conflicts.
     let conflicts = if cmd == "incr" && unavailable > 0 { unavailable } else { st.conflicts };
-    Ok(format!("ok {} {} {} {}", st.commits, conflicts, st.merges, successes))
+    Ok(format!("ok {} {} {} {} {rejected}", st.commits, conflicts, st.merges, successes))
 }
