@@ -74,11 +74,13 @@ py_out="$out/py-validator.wasm"
 if fresh "$py_out" "$py_src" "${wit_files[@]}" "$cpy"; then
     echo "==> ${py_out#"$root"/} is up to date" >&2
 else
-    # componentize-py writes its generated bindings next to nothing; it only reads the app
-    # module from the current directory (and sys.path).
+    # componentize-py imports the app from the current directory and leaves a __pycache__
+    # there, so it runs on a copy under target/ to keep the source tree clean.
+    stage="$tools/build/python-validator"
+    rm -rf "$stage" && mkdir -p "$stage" && cp "$py_src" "$stage/app.py"
     step "componentize-py -w validator-plugin: ${py_src#"$root"/} -> ${py_out#"$root"/}" \
         bash -c 'cd "$1" && "$2" -d "$3" -w validator-plugin componentize app -o "$4.tmp" && mv "$4.tmp" "$4"' \
-        _ "$(dirname "$py_src")" "$cpy" "$wit" "$py_out"
+        _ "$stage" "$cpy" "$wit" "$py_out"
 fi
 
 js_src="$here/js-compute/app.js"
