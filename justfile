@@ -12,6 +12,20 @@ test:
 quick-bench N="100000" SLOT="64":
     cargo run --release -p sop --example quick_bench -- {{N}} {{SLOT}}
 
+# Builds the Rust plugins in plugins/ into target/plugins/<name>.wasm (tests do this too).
+plugins:
+    cargo run -q -p sop-plugin-build
+
+# Builds the Python and JavaScript plugins (installs componentize-py / componentize-js into
+# target/polyglot) and runs their tests.
+polyglot:
+    bash plugins/polyglot/build.sh
+    cargo test -j2 -p sop-tests --test polyglot -- --ignored
+
+# What plugins cost (release build).
+bench-plugins *ARGS:
+    cargo run --release -p sop-cli -- bench plugins {{ARGS}}
+
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

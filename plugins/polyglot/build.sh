@@ -89,10 +89,11 @@ if fresh "$js_out" "$js_src" "${wit_files[@]}" "$cjs_pkg"; then
     echo "==> ${js_out#"$root"/} is up to date" >&2
 else
     # -d: leave out WASI features the plugin does not use, so the component imports none of
-    # them (the host grants none anyway).
+    # them (the host grants none anyway). Run from the source's folder with a relative path:
+    # componentize-js 0.23 mangles the module path when the current directory is "/".
     step "componentize-js -n compute-plugin: ${js_src#"$root"/} -> ${js_out#"$root"/}" \
-        bash -c '"$1" "$2" -w "$3" -n compute-plugin -d stdio random clocks http fetch-event -o "$4.tmp" && mv "$4.tmp" "$4"' \
-        _ "$cjs" "$js_src" "$wit" "$js_out"
+        bash -c 'cd "$1" && "$2" app.js -w "$3" -n compute-plugin -d stdio random clocks http fetch-event -o "$4.tmp" && mv "$4.tmp" "$4"' \
+        _ "$(dirname "$js_src")" "$cjs" "$wit" "$js_out"
 fi
 
 for f in "$py_out" "$js_out"; do
