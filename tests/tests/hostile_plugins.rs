@@ -80,13 +80,23 @@ impl Env {
 /// `PluginError` is not `Clone` (it can hold a database error); tests only need the shape.
 fn clone_kind(p: &PluginError) -> PluginError {
     match p {
-        PluginError::Timeout { plugin, deadline_ms } => PluginError::Timeout { plugin: plugin.clone(), deadline_ms: *deadline_ms },
-        PluginError::MemoryLimit { plugin, wanted, cap } => PluginError::MemoryLimit { plugin: plugin.clone(), wanted: *wanted, cap: *cap },
+        PluginError::Timeout { plugin, deadline_ms } => {
+            PluginError::Timeout { plugin: plugin.clone(), deadline_ms: *deadline_ms }
+        }
+        PluginError::MemoryLimit { plugin, wanted, cap } => {
+            PluginError::MemoryLimit { plugin: plugin.clone(), wanted: *wanted, cap: *cap }
+        }
         PluginError::Trap { plugin, detail } => PluginError::Trap { plugin: plugin.clone(), detail: detail.clone() },
-        PluginError::OutputTooLarge { plugin, len, cap } => PluginError::OutputTooLarge { plugin: plugin.clone(), len: *len, cap: *cap },
-        PluginError::Denied { plugin, detail } => PluginError::Denied { plugin: plugin.clone(), detail: detail.clone() },
+        PluginError::OutputTooLarge { plugin, len, cap } => {
+            PluginError::OutputTooLarge { plugin: plugin.clone(), len: *len, cap: *cap }
+        }
+        PluginError::Denied { plugin, detail } => {
+            PluginError::Denied { plugin: plugin.clone(), detail: detail.clone() }
+        }
         PluginError::HostCallLimit { plugin, cap } => PluginError::HostCallLimit { plugin: plugin.clone(), cap: *cap },
-        PluginError::Guest { plugin, message } => PluginError::Guest { plugin: plugin.clone(), message: message.clone() },
+        PluginError::Guest { plugin, message } => {
+            PluginError::Guest { plugin: plugin.clone(), message: message.clone() }
+        }
         other => PluginError::Host(other.to_string()),
     }
 }
@@ -178,7 +188,8 @@ fn a_key_order_that_misbehaves_fails_the_operation_and_nothing_else() {
     let e = env();
     e.host.install(&e.db, "hostile-order", &wasm("hostile-order"), InstallOptions::default()).unwrap();
     let order = e.host.key_order(&e.db, "hostile-order").unwrap();
-    e.db.transact(|tx| tx.create_store("h", StoreOptions { order: order.clone(), ..Default::default() }).map(|_| ())).unwrap();
+    e.db.transact(|tx| tx.create_store("h", StoreOptions { order: order.clone(), ..Default::default() }).map(|_| ()))
+        .unwrap();
     e.db.transact(|tx| tx.open_store("h")?.upsert(b"fine", b"1")).unwrap();
     let attempt = |key: &[u8]| {
         let t = Instant::now();
@@ -215,12 +226,14 @@ fn a_key_order_that_misbehaves_fails_the_operation_and_nothing_else() {
 fn a_validator_that_loops_or_traps_fails_the_commit() {
     let e = env();
     e.host.install(&e.db, "hv", &wasm("hostile-validator"), InstallOptions::default()).unwrap();
-    e.db.transact(|tx| tx.create_store("v", StoreOptions { validator: Some("hv".into()), ..Default::default() }).map(|_| ())).unwrap();
+    e.db.transact(|tx| {
+        tx.create_store("v", StoreOptions { validator: Some("hv".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap();
     for (value, want) in [("loop", "timeout"), ("trap", "trap"), ("reject", "rejected")] {
         let t = Instant::now();
-        let err = e
-            .db
-            .transact(|tx| {
+        let err =
+            e.db.transact(|tx| {
                 let s = tx.open_store("v")?;
                 s.upsert(b"good", b"ok")?;
                 s.upsert(b"bad", value.as_bytes())

@@ -36,7 +36,11 @@ impl Env {
 
     fn store_with_order(&self, store: &str, plugin: &str) {
         let order = self.host.key_order(&self.db, plugin).unwrap();
-        self.db.transact(|tx| tx.create_store(store, StoreOptions { order: order.clone(), ..Default::default() }).map(|_| ())).unwrap();
+        self.db
+            .transact(|tx| {
+                tx.create_store(store, StoreOptions { order: order.clone(), ..Default::default() }).map(|_| ())
+            })
+            .unwrap();
     }
 
     fn keys(&self, store: &str) -> Vec<Vec<u8>> {
@@ -116,10 +120,29 @@ fn json_field_orders_by_the_id_field() {
     let e = env();
     e.install("json-field", "json-field");
     e.store_with_order("docs", "json-field");
-    let keys = [r#"{"id":10}"#, r#"{"id":-3.5}"#, r#"{"id":"b"}"#, r#"{"id":2}"#, r#"{"id":"a","v":1}"#, r#"{"x":1}"#, r#"{"id":null}"#];
+    let keys = [
+        r#"{"id":10}"#,
+        r#"{"id":-3.5}"#,
+        r#"{"id":"b"}"#,
+        r#"{"id":2}"#,
+        r#"{"id":"a","v":1}"#,
+        r#"{"x":1}"#,
+        r#"{"id":null}"#,
+    ];
     e.db.transact(|tx| tx.open_store("docs")?.upsert_many(keys.iter().map(|k| (k.as_bytes(), b"v")))).unwrap();
     let got: Vec<String> = e.keys("docs").into_iter().map(|k| String::from_utf8(k).unwrap()).collect();
-    assert_eq!(got, [r#"{"x":1}"#, r#"{"id":null}"#, r#"{"id":-3.5}"#, r#"{"id":2}"#, r#"{"id":10}"#, r#"{"id":"a","v":1}"#, r#"{"id":"b"}"#]);
+    assert_eq!(
+        got,
+        [
+            r#"{"x":1}"#,
+            r#"{"id":null}"#,
+            r#"{"id":-3.5}"#,
+            r#"{"id":2}"#,
+            r#"{"id":10}"#,
+            r#"{"id":"a","v":1}"#,
+            r#"{"id":"b"}"#
+        ]
+    );
     // Keys the order cannot encode are rejected with the plugin's reason, and nothing changes.
     let err = e.db.transact(|tx| tx.open_store("docs")?.upsert(b"not json", b"v")).unwrap_err();
     let p = PluginError::find(&err).expect("a plugin error");
@@ -134,13 +157,13 @@ fn validator_rejects_bad_writes_with_reasons_and_writes_nothing() {
     e.install("json-schema", "json-schema");
     e.host.check_validator(&e.db, "json-schema").unwrap();
     e.db.transact(|tx| {
-        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() }).map(|_| ())
+        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() })
+            .map(|_| ())
     })
     .unwrap();
     e.db.transact(|tx| tx.open_store("people")?.upsert(b"ada", br#"{"name":"Ada","age":36}"#)).unwrap();
-    let err = e
-        .db
-        .transact(|tx| {
+    let err =
+        e.db.transact(|tx| {
             let s = tx.open_store("people")?;
             s.upsert(b"bob", br#"{"name":"Bob","age":41}"#)?;
             s.upsert(b"eve", br#"{"name":"Eve"}"#)?;
@@ -177,7 +200,8 @@ fn a_store_whose_validator_is_missing_refuses_writes() {
     // Created by a process that had the validator, then removed by force.
     e.install("json-schema", "json-schema");
     e.db.transact(|tx| {
-        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() }).map(|_| ())
+        tx.create_store("people", StoreOptions { validator: Some("json-schema".into()), ..Default::default() })
+            .map(|_| ())
     })
     .unwrap();
     assert!(matches!(e.host.remove(&e.db, "json-schema", false), Err(PluginError::InUse { .. })));
@@ -199,11 +223,14 @@ fn compute_aggregates_inside_the_callers_transaction() {
     })
     .unwrap();
     // The plugin sees the transaction's own uncommitted write and writes into it.
-    let out = e
-        .db
-        .transact(|tx| {
+    let out =
+        e.db.transact(|tx| {
             tx.open_store("orders")?.upsert(b"a3", b"0.5")?;
-            Ok(e.host.run_in(tx, "aggregate", br#"{"source":"orders","target":"totals","key":"a","start":"a","end":"b"}"#)?)
+            Ok(e.host.run_in(
+                tx,
+                "aggregate",
+                br#"{"source":"orders","target":"totals","key":"a","start":"a","end":"b"}"#,
+            )?)
         })
         .unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), r#"{"count":3,"sum":13.0}"#);
@@ -233,7 +260,9 @@ fn a_store_pins_its_order_plugin_by_hash() {
     e.install("casefold", "casefold");
     e.store_with_order("names", "casefold");
     e.db.transact(|tx| tx.open_store("names")?.upsert(b"Ada", b"1")).unwrap();
-    assert!(matches!(e.host.remove(&e.db, "casefold", false), Err(PluginError::InUse { stores, .. }) if stores == ["names"]));
+    assert!(
+        matches!(e.host.remove(&e.db, "casefold", false), Err(PluginError::InUse { stores, .. }) if stores == ["names"])
+    );
 
     // Another component under the same name does not take over the store's order.
     e.host.remove(&e.db, "casefold", true).unwrap();
@@ -288,7 +317,8 @@ fn plugins_load_from_the_database_and_compile_once_per_node() {
     let h3 = PluginHost::new(HostConfig { cache_dir: Some(cold.path().into()), ..Default::default() }).unwrap();
     assert!(!h3.prepare(&e.db, "casefold").unwrap().from_cache);
     // Nothing compiled lands in the database folder.
-    let in_db: Vec<_> = walk(e._dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
+    let in_db: Vec<_> =
+        walk(e._dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
     assert!(in_db.is_empty(), "{in_db:?}");
 }
 
@@ -328,7 +358,10 @@ fn installing_garbage_or_the_wrong_kind_fails_cleanly() {
     let e = env();
     let r = e.host.install(&e.db, "junk", b"\0asm not really", InstallOptions::default());
     assert!(matches!(r, Err(PluginError::Invalid(_))), "{r:?}");
-    assert!(matches!(e.host.install(&e.db, "bad name!", &wasm("casefold"), Default::default()), Err(PluginError::Invalid(_))));
+    assert!(matches!(
+        e.host.install(&e.db, "bad name!", &wasm("casefold"), Default::default()),
+        Err(PluginError::Invalid(_))
+    ));
     e.install("json-schema", "json-schema");
     assert!(matches!(e.host.key_order(&e.db, "json-schema"), Err(PluginError::WrongKind { .. })));
     assert!(matches!(e.host.run(&e.db, "json-schema", b""), Err(PluginError::WrongKind { .. })));
@@ -355,4 +388,3 @@ fn versions_resolve_to_the_highest_and_list_shows_each() {
     assert_eq!(tx.open_store("sop.plugins").unwrap().count().unwrap(), 0);
     assert_eq!(tx.open_store("sop.plugin-bytes").unwrap().count().unwrap(), 0);
 }
-

@@ -347,7 +347,10 @@ fn processes_share_plugins_from_the_database() {
         .map(|id| {
             // Each process is its own node, with its own compile cache.
             let cache = dir.path().with_extension(format!("cache-{id}"));
-            w.spawn_env(&["plugin-writer", &id.to_string(), &n.to_string()], &[("SOP_WASM_CACHE", cache.display().to_string())])
+            w.spawn_env(
+                &["plugin-writer", &id.to_string(), &n.to_string()],
+                &[("SOP_WASM_CACHE", cache.display().to_string())],
+            )
         })
         .collect();
     let mut rejected = 0;

@@ -108,7 +108,10 @@ fn install(a: InstallArgs, conn: &Conn) -> Result<()> {
         bail!("--read and --write apply to compute plugins; this is a {kind} plugin");
     }
     let info = host.install(&db, &a.name, &wasm, InstallOptions { grants, limits: Some(limits) })?;
-    println!("installed {} ({} plugin, sha256 {}, {} bytes)", info.alias, info.record.kind, info.hash, info.record.size);
+    println!(
+        "installed {} ({} plugin, sha256 {}, {} bytes)",
+        info.alias, info.record.kind, info.hash, info.record.size
+    );
     Ok(())
 }
 
@@ -123,8 +126,12 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
         .iter()
         .map(|p| {
             let l = p.record.limits;
-            let grants: Vec<String> =
-                p.record.grants.iter().map(|g| format!("{}{}", g.store, if g.write { "" } else { " (read)" })).collect();
+            let grants: Vec<String> = p
+                .record
+                .grants
+                .iter()
+                .map(|g| format!("{}{}", g.store, if g.write { "" } else { " (read)" }))
+                .collect();
             [
                 p.alias.clone(),
                 p.record.kind.to_string(),
@@ -136,7 +143,8 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
         })
         .collect();
     let head = ["name", "kind", "sha256", "size", "limits", "grants"];
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
     let line = |cells: &[String]| {
         cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
     };

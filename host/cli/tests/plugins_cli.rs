@@ -12,7 +12,12 @@ fn plugins() -> PathBuf {
 
 /// Runs `sop` as a separate process on "node" `cache` (its private compile cache).
 fn sop(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sop")).env("SOP_WASM_CACHE", cache).env_remove("SOP_REDIS_URL").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sop"))
+        .env("SOP_WASM_CACHE", cache)
+        .env_remove("SOP_REDIS_URL")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(cache: &Path, args: &[&str]) -> String {
@@ -63,8 +68,12 @@ fn one_process_installs_the_others_use() {
     ok(a, &["put", d, "orders", "o1", "10"]);
     ok(a, &["put", d, "orders", "o2", "5"]);
     ok(a, &["store", "create", d, "totals"]);
-    ok(a, &["plugin", "install", d, &file("aggregate"), "--name", "aggregate", "--read", "orders", "--write", "totals"]);
-    let out = ok(b, &["plugin", "run", d, "aggregate", "--input", r#"{"source":"orders","target":"totals","key":"all"}"#]);
+    ok(
+        a,
+        &["plugin", "install", d, &file("aggregate"), "--name", "aggregate", "--read", "orders", "--write", "totals"],
+    );
+    let out =
+        ok(b, &["plugin", "run", d, "aggregate", "--input", r#"{"source":"orders","target":"totals","key":"all"}"#]);
     assert_eq!(out.trim(), r#"{"count":2,"sum":15.0}"#);
     assert_eq!(ok(a, &["get", d, "totals", "all"]).trim(), r#"{"count":2,"sum":15.0}"#);
     let err = fails(b, &["plugin", "install", d, &file("casefold"), "--name", "x", "--write", "totals"]);

@@ -112,4 +112,3 @@ pub struct Stats {
     /// Latest commit sequence seen.
     pub last_seq: u64,
 }
-

@@ -22,10 +22,11 @@ pub fn packages(root: &Path) -> Vec<(String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
             let p = e.path();
-            if p.join("Cargo.toml").is_file() && p.join("src/lib.rs").is_file() {
-                if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                    out.push((name.to_string(), p));
-                }
+            if p.join("Cargo.toml").is_file()
+                && p.join("src/lib.rs").is_file()
+                && let Some(name) = p.file_name().and_then(|n| n.to_str())
+            {
+                out.push((name.to_string(), p));
             }
         }
     }
@@ -50,7 +51,14 @@ pub fn build(root: &Path, target: &Path) -> Result<PathBuf, String> {
             .arg(&wasm_target);
         // A build script runs with its own cargo's settings in the environment; the inner
         // build must not inherit the outer target's flags or wrappers.
-        for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+        ] {
             cmd.env_remove(var);
         }
         let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;

@@ -97,7 +97,10 @@ impl HostState {
             (s.name.clone(), s.write)
         };
         if write && !granted {
-            let e = PluginError::Denied { plugin: self.plugin.clone(), detail: format!("store {name:?} is granted read-only") };
+            let e = PluginError::Denied {
+                plugin: self.plugin.clone(),
+                detail: format!("store {name:?} is granted read-only"),
+            };
             return Err(self.violate(e));
         }
         let r = self.ctx().tx().open_store(&name).and_then(|s| f(&s));
@@ -115,7 +118,8 @@ impl Host for HostState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, WitError>> {
         self.tick()?;
         let Some(g) = self.ctx().grants.iter().find(|g| g.store == name).cloned() else {
-            let e = PluginError::Denied { plugin: self.plugin.clone(), detail: format!("store {name:?} was not granted") };
+            let e =
+                PluginError::Denied { plugin: self.plugin.clone(), detail: format!("store {name:?} was not granted") };
             return Err(self.violate(e));
         };
         match self.ctx().tx().store_exists(&name) {
@@ -137,7 +141,12 @@ impl HostStore for HostState {
         self.with_store(&h, false, |s| Ok(s.get(&key)?.map(|v| v.to_vec())))
     }
 
-    fn put(&mut self, h: Resource<StoreHandle>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+    fn put(
+        &mut self,
+        h: Resource<StoreHandle>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
         self.with_store(&h, true, |s| s.upsert(&key, &value))
     }
 
@@ -221,4 +230,3 @@ impl HostCursor for HostState {
         Ok(())
     }
 }
-

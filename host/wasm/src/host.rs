@@ -70,6 +70,9 @@ pub struct LoadReport {
     pub millis: f64,
 }
 
+/// A loaded plugin with its world's exports looked up.
+type Ready<P> = (Arc<Loaded>, P);
+
 /// Runs plugins for databases. One host serves any number of databases; all hosts in a
 /// process share one wasmtime engine.
 ///
@@ -95,8 +98,8 @@ pub struct PluginHost {
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     orders: Mutex<HashMap<String, Arc<WasmOrder>>>,
     /// Validators and compute with their exports looked up, by hash.
-    validators: Mutex<HashMap<String, (Arc<Loaded>, ValidatorPluginPre<HostState>)>>,
-    computes: Mutex<HashMap<String, (Arc<Loaded>, ComputePluginPre<HostState>)>>,
+    validators: Mutex<HashMap<String, Ready<ValidatorPluginPre<HostState>>>>,
+    computes: Mutex<HashMap<String, Ready<ComputePluginPre<HostState>>>>,
 }
 
 impl PluginHost {
@@ -273,13 +276,17 @@ impl PluginHost {
         tx: &Transaction,
         alias: &str,
         hash: &str,
-    ) -> Result<(Arc<Loaded>, ValidatorPluginPre<HostState>), PluginError> {
+    ) -> Result<Ready<ValidatorPluginPre<HostState>>, PluginError> {
         if let Some(v) = self.validators.lock().get(hash) {
             return Ok(v.clone());
         }
         let (loaded, _) = self.load(tx, alias, hash)?;
         if loaded.kind != PluginKind::Validator {
-            return Err(PluginError::WrongKind { plugin: alias.into(), expected: PluginKind::Validator, found: loaded.kind });
+            return Err(PluginError::WrongKind {
+                plugin: alias.into(),
+                expected: PluginKind::Validator,
+                found: loaded.kind,
+            });
         }
         let pre = ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         self.validators.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
@@ -291,7 +298,7 @@ impl PluginHost {
         tx: &Transaction,
         alias: &str,
         hash: &str,
-    ) -> Result<(Arc<Loaded>, ComputePluginPre<HostState>), PluginError> {
+    ) -> Result<Ready<ComputePluginPre<HostState>>, PluginError> {
         if let Some(v) = self.computes.lock().get(hash) {
             return Ok(v.clone());
         }
@@ -310,7 +317,10 @@ impl PluginHost {
         let (component, from_cache) = self.rt.load(hash, &bytes, self.config.cache_dir.as_deref())?;
         let (kind, _) = runtime::classify(&self.rt.engine, &component)?;
         if kind != rec.kind {
-            return Err(PluginError::Invalid(format!("{alias}: the record says {}, the component is {kind}", rec.kind)));
+            return Err(PluginError::Invalid(format!(
+                "{alias}: the record says {}, the component is {kind}",
+                rec.kind
+            )));
         }
         let l = Arc::new(Loaded::new(self.rt, alias.to_string(), hash.to_string(), kind, rec.limits, &component)?);
         self.loaded.lock().insert(hash.to_string(), l.clone());
@@ -381,7 +391,11 @@ impl PluginHost {
         if let Err(reasons) = &verdict {
             let len: usize = reasons.iter().map(String::len).sum();
             if len as u64 > loaded.limits.output_bytes {
-                return Err(PluginError::OutputTooLarge { plugin: alias, len: len as u64, cap: loaded.limits.output_bytes });
+                return Err(PluginError::OutputTooLarge {
+                    plugin: alias,
+                    len: len as u64,
+                    cap: loaded.limits.output_bytes,
+                });
             }
         }
         Ok(verdict)
@@ -394,7 +408,8 @@ fn users(tx: &Transaction, name: &str, targets: &[(String, String)]) -> Vec<Stri
     tx.store_metas()
         .into_iter()
         .filter(|m| {
-            let by_order = matches!(&m.options.order, KeyOrder::Custom { id, .. } if targets.iter().any(|(_, h)| h == id));
+            let by_order =
+                matches!(&m.options.order, KeyOrder::Custom { id, .. } if targets.iter().any(|(_, h)| h == id));
             let by_validator = m.options.validator.as_deref().is_some_and(|v| {
                 v == name || registry::split_name(v).0 == base && targets.iter().any(|(a, _)| a == v || v == base)
             });

@@ -48,10 +48,7 @@ impl WasmOrder {
         Ok(Warm { store, bindings, uses: 0 })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>,
-    ) -> Result<T, PluginError> {
+    fn with<T>(&self, f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>) -> Result<T, PluginError> {
         let mut w = self.warm()?;
         self.loaded.arm(&mut w.store);
         match f(&mut w) {
@@ -105,7 +102,10 @@ impl WasmOrder {
         for &e in &out.ends {
             let e = e as usize;
             if e < start || e > out.data.len() {
-                return Err(PluginError::Guest { plugin: plugin.clone(), message: "malformed sort-key offsets".into() });
+                return Err(PluginError::Guest {
+                    plugin: plugin.clone(),
+                    message: "malformed sort-key offsets".into(),
+                });
             }
             res.push(out.data[start..e].to_vec());
             start = e;
@@ -170,7 +170,10 @@ pub(crate) fn wit_message(e: WitError) -> String {
 /// raw bytes, numbers, JSON objects.
 fn sample_keys() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let words = ["", "a", "A", "ab", "aB", "b", "B", "Zebra", "zebra", "straße", "STRASSE", "ǅemal", "Ωmega", "ωmega", "日本", "10", "9", "-1", "a\u{0}b", "a\u{0}"];
+    let words = [
+        "", "a", "A", "ab", "aB", "b", "B", "Zebra", "zebra", "straße", "STRASSE", "ǅemal", "Ωmega", "ωmega", "日本",
+        "10", "9", "-1", "a\u{0}b", "a\u{0}",
+    ];
     out.extend(words.iter().map(|w| w.as_bytes().to_vec()));
     out.extend([vec![0u8], vec![0, 0], vec![0xff], vec![0xff, 0], vec![1, 2, 3], vec![0x80, 0x81]]);
     for id in ["1", "2", "10", "-5", "2.5", "\"a\"", "\"B\"", "null", "true", "false"] {

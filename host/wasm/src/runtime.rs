@@ -130,7 +130,13 @@ impl Runtime {
             |s| s,
         )
         .map_err(host)?;
-        l.define_unknown_imports_as_traps(component).map_err(host)?;
+        // Stub only when something is really missing: wasmtime 48's
+        // `define_unknown_imports_as_traps` looks instances up by exact name, so an import of
+        // `wasi:cli/environment@0.2.9` (componentize-py 0.25) gets a trapping stub that then
+        // shadows the semver-compatible `@0.2.12` that `add_to_linker_sync` defined.
+        if l.instantiate_pre(component).is_err() {
+            l.define_unknown_imports_as_traps(component).map_err(host)?;
+        }
         Ok(l)
     }
 }

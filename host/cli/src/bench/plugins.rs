@@ -120,7 +120,11 @@ fn table(f: &Figures) -> String {
         ),
         ("first call after a cached load", format!("{:.2} ms", f.first_call_ms), String::new()),
         ("validator call (fresh instance, 1 write)", format!("{:.1} us", f.validator_call_us), String::new()),
-        ("compute call (fresh instance, 1-item range + 1 write)", format!("{:.1} us", f.compute_call_us), String::new()),
+        (
+            "compute call (fresh instance, 1-item range + 1 write)",
+            format!("{:.1} us", f.compute_call_us),
+            String::new(),
+        ),
     ];
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let v = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
@@ -134,7 +138,13 @@ fn table(f: &Figures) -> String {
 
 fn random_keys(n: usize) -> Vec<Vec<u8>> {
     let mut rng = rand::rng();
-    (0..n).map(|_| (0..16).map(|_| if rng.random() { rng.random_range(b'a'..=b'z') } else { rng.random_range(b'A'..=b'Z') }).collect()).collect()
+    (0..n)
+        .map(|_| {
+            (0..16)
+                .map(|_| if rng.random() { rng.random_range(b'a'..=b'z') } else { rng.random_range(b'A'..=b'Z') })
+                .collect()
+        })
+        .collect()
 }
 
 /// Inserts the same random keys into a bytewise store and a casefold store, alternating, and
@@ -187,11 +197,8 @@ fn loads(db: &Database, config: &dyn Fn() -> HostConfig) -> Result<(f64, f64, f6
 
 fn validator_calls(db: &Database, host: &Arc<PluginHost>, calls: usize) -> Result<f64> {
     use sop::Extensions;
-    let batch = [sop::Mutation {
-        store: "people".into(),
-        key: "ada".into(),
-        value: Some(r#"{"name":"Ada","age":36}"#.into()),
-    }];
+    let batch =
+        [sop::Mutation { store: "people".into(), key: "ada".into(), value: Some(r#"{"name":"Ada","age":36}"#.into()) }];
     let run = |n: usize| -> Result<()> {
         for _ in 0..n {
             match host.validate(db, "json-schema", &batch) {

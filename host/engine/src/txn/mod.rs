@@ -213,11 +213,12 @@ impl Transaction {
 
     /// Commits. On [`Error::Conflict`] nothing was written and the transaction can be retried.
     pub fn commit(self) -> Result<CommitInfo> {
-        if self.write && !self.inner.borrow().finished {
-            if let Err(e) = self.run_validators() {
-                self.inner.borrow_mut().finished = true;
-                return Err(e);
-            }
+        if self.write
+            && !self.inner.borrow().finished
+            && let Err(e) = self.run_validators()
+        {
+            self.inner.borrow_mut().finished = true;
+            return Err(e);
         }
         let pending = {
             let mut inner = self.inner.borrow_mut();
@@ -279,11 +280,8 @@ impl Transaction {
 
     fn codec_for(&self, store: &str, order: &KeyOrder) -> Result<Option<Arc<dyn OrderCodec>>> {
         let KeyOrder::Custom { name, id } = order else { return Ok(None) };
-        let unavailable = |reason: String| Error::OrderUnavailable {
-            store: store.into(),
-            order: format!("{name}@{id}"),
-            reason,
-        };
+        let unavailable =
+            |reason: String| Error::OrderUnavailable { store: store.into(), order: format!("{name}@{id}"), reason };
         if let Some(c) = self.db.orders.read().get(name) {
             return if c.id() == id {
                 Ok(Some(c.clone()))
@@ -295,9 +293,13 @@ impl Transaction {
             return Ok(Some(c.clone()));
         }
         let Some(ext) = self.db.extensions.read().clone() else {
-            return Err(unavailable("no plugin host is installed in this process and no native order is registered".into()));
+            return Err(unavailable(
+                "no plugin host is installed in this process and no native order is registered".into(),
+            ));
         };
-        let codec = ext.key_order(&crate::Database { inner: self.db.clone() }, name, id).map_err(|e| unavailable(e.to_string()))?;
+        let codec = ext
+            .key_order(&crate::Database { inner: self.db.clone() }, name, id)
+            .map_err(|e| unavailable(e.to_string()))?;
         if codec.id() != id {
             return Err(unavailable(format!("the plugin host returned {}, a different order", codec.id())));
         }
