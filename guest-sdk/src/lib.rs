@@ -103,12 +103,12 @@ pub mod compute_bindings {
     });
 }
 
+#[cfg(feature = "compute")]
+use compute_bindings::sop::plugin::log as wit_log;
 #[cfg(feature = "key-order")]
 use order_bindings::sop::plugin::log as wit_log;
 #[cfg(feature = "validator")]
 use validator_bindings::sop::plugin::log as wit_log;
-#[cfg(feature = "compute")]
-use compute_bindings::sop::plugin::log as wit_log;
 
 /// Diagnostics for the host's log (a bounded tail per call; never stdout).
 #[cfg(any(feature = "key-order", feature = "validator", feature = "compute"))]
