@@ -446,6 +446,7 @@ fn truncated_files_never_panic_and_never_lie() {
 
 #[test]
 fn newer_format_version_is_refused() {
+    const NEXT: u32 = sop::format::FORMAT_VERSION + 1;
     let started = Instant::now();
     let (sim, model) = build();
     let mut tally = Tally::default();
@@ -453,27 +454,29 @@ fn newer_format_version_is_refused() {
     for t in targets(&sim) {
         let data = file_bytes(&sim, &t.path);
         let img = sim.crash_image(CrashMode::KeepAll, 0);
-        // Write version 2 (little-endian) into bytes 4..8 by XOR-ing the difference in.
-        for (i, b) in 2u32.to_le_bytes().into_iter().enumerate() {
+        // Write the next version (little-endian) into bytes 4..8 by XOR-ing the difference in.
+        for (i, b) in NEXT.to_le_bytes().into_iter().enumerate() {
             let x = data[4 + i] ^ b;
             if x != 0 {
                 img.corrupt_byte(&t.path, 4 + i as u64, x).unwrap();
             }
         }
-        assert_eq!(file_bytes(&img, &t.path)[4..8], 2u32.to_le_bytes());
+        assert_eq!(file_bytes(&img, &t.path)[4..8], NEXT.to_le_bytes());
         let result = catch_unwind(AssertUnwindSafe(|| read_everything(&img)));
         if fully_checked(t.kind) {
             match result {
-                Ok(Err(Error::UnsupportedFormat { file, found: 2, supported: 1 })) if file == t.path => {
+                Ok(Err(Error::UnsupportedFormat { file, found: NEXT, supported: sop::format::FORMAT_VERSION }))
+                    if file == t.path =>
+                {
                     refused.push(t.path.clone())
                 }
-                Ok(Err(e)) => panic!("version 2 in {}: expected UnsupportedFormat, got {e:?}", t.path.display()),
-                Ok(Ok(_)) => panic!("version 2 in {} was accepted", t.path.display()),
-                Err(_) => panic!("version 2 in {}: panic", t.path.display()),
+                Ok(Err(e)) => panic!("version {NEXT} in {}: expected UnsupportedFormat, got {e:?}", t.path.display()),
+                Ok(Ok(_)) => panic!("version {NEXT} in {} was accepted", t.path.display()),
+                Err(_) => panic!("version {NEXT} in {}: panic", t.path.display()),
             }
         }
-        let case = Case { what: "version 2".into(), file: t.path.clone(), kind: t.kind };
-        tally.run(&img, &model, case, &|e| matches!(e, Error::UnsupportedFormat { found: 2, .. }));
+        let case = Case { what: format!("version {NEXT}"), file: t.path.clone(), kind: t.kind };
+        tally.run(&img, &model, case, &|e| matches!(e, Error::UnsupportedFormat { found: NEXT, .. }));
     }
     tally.report("version bumps", started);
     println!("refused with UnsupportedFormat: {refused:?}");
