@@ -205,3 +205,30 @@ fn js_compute_counts_items_and_value_bytes() {
     assert!(matches!(r, Err(PluginError::Denied { .. })), "{r:?}");
     assert!(e.db.begin_read().unwrap().open_store("out").unwrap().get(b"nope").unwrap().is_none());
 }
+
+#[test]
+#[ignore]
+fn zz_probe_memory() {
+    let cache = tempfile::tempdir().unwrap();
+    for (file, kind_limits, mb) in [("py-validator.wasm", sop_wasm::Limits::default_for(PluginKind::Validator), [12u64, 14, 16, 20, 24]), ("js-compute.wasm", sop_wasm::Limits::default_for(PluginKind::Compute), [9, 10, 11, 12, 16])] {
+        let bytes = wasm(file);
+        for m in mb {
+          for d in [5u64, 10, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::open_or_create(dir.path()).unwrap();
+            let host = PluginHost::new(HostConfig { cache_dir: Some(cache.path().into()), ..Default::default() }).unwrap();
+            host.attach(&db);
+            let limits = sop_wasm::Limits { memory_bytes: m << 20, deadline_ms: d, ..kind_limits };
+            host.install(&db, "p", &bytes, InstallOptions { grants: vec![Grant::write("s")], limits: Some(limits) }).unwrap();
+            let t = Instant::now();
+            let r = if file.starts_with("py") {
+                db.transact(|tx| { tx.create_store("s", StoreOptions { validator: Some("p".into()), ..Default::default() })?.upsert(b"a", b"1") }).map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                db.transact(|tx| tx.create_store("s", StoreOptions::default()).map(|_| ())).unwrap();
+                host.run(&db, "p", br#"{"source":"s","target":"s","key":"k"}"#).map(|_| ()).map_err(|e| e.to_string())
+            };
+            eprintln!("{file} {m} MiB {d} ms: {:.1} ms {r:?}", t.elapsed().as_secs_f64()*1e3);
+          }
+        }
+    }
+}

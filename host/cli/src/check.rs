@@ -18,13 +18,20 @@ pub fn inspect(a: Args, conn: &Conn) -> Result<()> {
     let r = db.inspect()?;
     println!("database {} at commit {}", a.dir.display(), r.seq);
     println!(
-        "{:<24} {:>10} {:>6} {:>7} {:>6} {:>8} {:>8} {:>6} {:>7}",
+        "{:<24} {:>10} {:>6} {:>7} {:>6} {:>8} {:>8} {:>6} {:>7}  plugins",
         "store", "items", "height", "leaves", "inner", "fill", "slot", "unique", "values"
     );
     for s in &r.stores {
         let o = &s.meta.options;
-        println!(
-            "{:<24} {:>10} {:>6} {:>7} {:>6} {:>7.0}% {:>8} {:>6} {:>7}",
+        let mut plugins = Vec::new();
+        if let sop::KeyOrder::Custom { name, id } = &o.order {
+            plugins.push(format!("order {name} ({})", &id[..id.len().min(12)]));
+        }
+        if let Some(v) = &o.validator {
+            plugins.push(format!("validator {v}"));
+        }
+        let line = format!(
+            "{:<24} {:>10} {:>6} {:>7} {:>6} {:>7.0}% {:>8} {:>6} {:>7}  {}",
             s.meta.name,
             s.meta.count,
             s.height,
@@ -36,8 +43,10 @@ pub fn inspect(a: Args, conn: &Conn) -> Result<()> {
             match o.value_placement {
                 sop::ValuePlacement::InNode => "node",
                 sop::ValuePlacement::Blob => "blob",
-            }
+            },
+            plugins.join(", ")
         );
+        println!("{}", line.trim_end());
     }
     println!(
         "commit files: {}  size: {}  live: {}  awaiting reclamation: {}  nodes: {}",
