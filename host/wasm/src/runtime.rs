@@ -3,6 +3,7 @@
 use crate::state::HostState;
 use crate::{PluginError, PluginKind, bindings};
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -143,7 +144,8 @@ impl Runtime {
 
 fn store_compiled(c: &Component, path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    // Private to this user: whoever can write here can have native code loaded.
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let bytes = c.serialize().map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), rand_suffix()));
     std::fs::write(&tmp, bytes)?;
