@@ -43,7 +43,8 @@ impl Env {
     /// Then loads it into this host too, so that the first call below times the first
     /// instantiation and call only.
     fn load_from_cache(&self, name: &str) {
-        let other = PluginHost::new(HostConfig { cache_dir: Some(self.cache.path().into()), ..Default::default() }).unwrap();
+        let other =
+            PluginHost::new(HostConfig { cache_dir: Some(self.cache.path().into()), ..Default::default() }).unwrap();
         let r = other.prepare(&self.db, name).unwrap();
         assert!(r.from_cache, "{name} was compiled again");
         eprintln!("{name}: load in another host from the compile cache: {:.1} ms", r.millis);

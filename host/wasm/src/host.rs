@@ -277,20 +277,7 @@ impl PluginHost {
         alias: &str,
         hash: &str,
     ) -> Result<Ready<ValidatorPluginPre<HostState>>, PluginError> {
-        if let Some(v) = self.validators.lock().get(hash) {
-            return Ok(v.clone());
-        }
-        let (loaded, _) = self.load(tx, alias, hash)?;
-        if loaded.kind != PluginKind::Validator {
-            return Err(PluginError::WrongKind {
-                plugin: alias.into(),
-                expected: PluginKind::Validator,
-                found: loaded.kind,
-            });
-        }
-        let pre = ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        self.validators.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
-        Ok((loaded, pre))
+        self.ready(&self.validators, tx, alias, hash, PluginKind::Validator, ValidatorPluginPre::new)
     }
 
     fn compute(
@@ -299,12 +286,28 @@ impl PluginHost {
         alias: &str,
         hash: &str,
     ) -> Result<Ready<ComputePluginPre<HostState>>, PluginError> {
-        if let Some(v) = self.computes.lock().get(hash) {
+        self.ready(&self.computes, tx, alias, hash, PluginKind::Compute, ComputePluginPre::new)
+    }
+
+    /// A plugin of `kind` with its world's exports looked up, loaded once per hash.
+    fn ready<P: Clone>(
+        &self,
+        cache: &Mutex<HashMap<String, Ready<P>>>,
+        tx: &Transaction,
+        alias: &str,
+        hash: &str,
+        kind: PluginKind,
+        bind: impl FnOnce(wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<P>,
+    ) -> Result<Ready<P>, PluginError> {
+        if let Some(v) = cache.lock().get(hash) {
             return Ok(v.clone());
         }
         let (loaded, _) = self.load(tx, alias, hash)?;
-        let pre = ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        self.computes.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
+        if loaded.kind != kind {
+            return Err(PluginError::WrongKind { plugin: alias.into(), expected: kind, found: loaded.kind });
+        }
+        let pre = bind(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        cache.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
         Ok((loaded, pre))
     }
 

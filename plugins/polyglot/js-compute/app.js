@@ -21,9 +21,11 @@ function describe(e) {
   return String(e?.message ?? e);
 }
 
-// Resources are freed when dropped; do not wait for the garbage collector.
+// Drop resource handles now rather than at garbage collection. The generated bindings key
+// the drop method like this (StarlingMonkey may lack Symbol.dispose).
+const DISPOSE = Symbol.dispose ?? Symbol.for('dispose');
 function dispose(r) {
-  r?.[Symbol.dispose]?.();
+  r[DISPOSE]();
 }
 
 function field(input, name) {
