@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 
 pub mod checker;
+pub mod plugins;
 pub mod redis_server;
 
 use sop::Database;

@@ -3,9 +3,8 @@
 //!
 //! The guests are in `plugins/hostile/` (built for tests only, never installed for real).
 
-use sop::{Database, Error, StoreOptions};
-use sop_wasm::{Grant, HostConfig, InstallOptions, Limits, PluginError, PluginHost, PluginKind};
-use std::sync::Arc;
+use sop::{Error, StoreOptions};
+use sop_wasm::{Grant, InstallOptions, Limits, PluginError, PluginKind};
 use std::time::{Duration, Instant};
 
 /// The deadline these tests configure.
@@ -14,36 +13,30 @@ const DEADLINE_MS: u64 = 100;
 /// and scheduling noise. The measured stop time is printed.
 const CONTAINED: Duration = Duration::from_millis(DEADLINE_MS + 400);
 
-fn wasm(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("SOP_PLUGINS_DIR")).join(format!("{name}.wasm"))).unwrap()
-}
+use sop_tests::plugins::{PluginEnv as Env, wasm};
 
-struct Env {
-    _dir: tempfile::TempDir,
-    _cache: tempfile::TempDir,
-    db: Database,
-    host: Arc<PluginHost>,
-}
-
+/// A database whose plugins get the deadline these tests configure, and two stores.
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let db = Database::open_or_create(dir.path()).unwrap();
-    let mut config = HostConfig { cache_dir: Some(cache.path().into()), ..Default::default() };
-    for kind in [PluginKind::KeyOrder, PluginKind::Validator, PluginKind::Compute] {
-        config.default_limits.insert(kind, Limits { deadline_ms: DEADLINE_MS, ..Limits::default_for(kind) });
-    }
-    let host = PluginHost::new(config).unwrap();
-    host.attach(&db);
-    db.transact(|tx| {
+    let e = Env::with(|config| {
+        for kind in [PluginKind::KeyOrder, PluginKind::Validator, PluginKind::Compute] {
+            config.default_limits.insert(kind, Limits { deadline_ms: DEADLINE_MS, ..Limits::default_for(kind) });
+        }
+    });
+    e.db.transact(|tx| {
         tx.create_store("public", StoreOptions::default())?.upsert(b"k", b"v")?;
         tx.create_store("secret", StoreOptions::default())?.upsert(b"k", b"v")
     })
     .unwrap();
-    Env { _dir: dir, _cache: cache, db, host }
+    e
 }
 
-impl Env {
+trait Hostile {
+    fn hostile_compute(&self, grants: Vec<Grant>, limits: Option<Limits>);
+    fn run(&self, input: &str) -> (PluginError, Duration);
+    fn assert_untouched(&self);
+}
+
+impl Hostile for Env {
     fn hostile_compute(&self, grants: Vec<Grant>, limits: Option<Limits>) {
         self.host.install(&self.db, "hostile", &wasm("hostile-compute"), InstallOptions { grants, limits }).unwrap();
     }

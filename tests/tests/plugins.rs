@@ -6,30 +6,20 @@ use proptest::prelude::*;
 use sop::{Database, Error, KeyOrder, StoreOptions};
 use sop_wasm::{Grant, HostConfig, InstallOptions, PluginError, PluginHost, PluginKind};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-fn wasm(name: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("SOP_PLUGINS_DIR")).join(format!("{name}.wasm"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    cache: tempfile::TempDir,
-    db: Database,
-    host: Arc<PluginHost>,
-}
+use sop_tests::plugins::{PluginEnv as Env, wasm};
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let db = Database::open_or_create(dir.path()).unwrap();
-    let host = PluginHost::new(HostConfig { cache_dir: Some(cache.path().into()), ..Default::default() }).unwrap();
-    host.attach(&db);
-    Env { _dir: dir, cache, db, host }
+    Env::new()
 }
 
-impl Env {
+trait EnvExt {
+    fn install(&self, name: &str, file: &str);
+    fn store_with_order(&self, store: &str, plugin: &str);
+    fn keys(&self, store: &str) -> Vec<Vec<u8>>;
+}
+
+impl EnvExt for Env {
     fn install(&self, name: &str, file: &str) {
         self.host.install(&self.db, name, &wasm(file), InstallOptions::default()).unwrap();
     }
@@ -267,7 +257,7 @@ fn a_store_pins_its_order_plugin_by_hash() {
     // Another component under the same name does not take over the store's order.
     e.host.remove(&e.db, "casefold", true).unwrap();
     e.install("casefold", "descending");
-    let fresh = Database::open(e._dir.path()).unwrap();
+    let fresh = Database::open(e.path()).unwrap();
     let host = PluginHost::new(HostConfig { cache_dir: Some(e.cache.path().into()), ..Default::default() }).unwrap();
     host.attach(&fresh);
     let err = fresh.begin_read().unwrap().open_store("names").err().expect("the pinned plugin is gone");
@@ -289,7 +279,7 @@ fn without_a_plugin_host_a_custom_order_store_is_refused() {
     let e = env();
     e.install("casefold", "casefold");
     e.store_with_order("names", "casefold");
-    let plain = Database::open(e._dir.path()).unwrap();
+    let plain = Database::open(e.path()).unwrap();
     let err = plain.begin_read().unwrap().open_store("names").err().unwrap();
     assert!(matches!(err, Error::OrderUnavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("no plugin host"), "{err}");
@@ -317,8 +307,7 @@ fn plugins_load_from_the_database_and_compile_once_per_node() {
     let h3 = PluginHost::new(HostConfig { cache_dir: Some(cold.path().into()), ..Default::default() }).unwrap();
     assert!(!h3.prepare(&e.db, "casefold").unwrap().from_cache);
     // Nothing compiled lands in the database folder.
-    let in_db: Vec<_> =
-        walk(e._dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
+    let in_db: Vec<_> = walk(e.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
     assert!(in_db.is_empty(), "{in_db:?}");
 }
 
