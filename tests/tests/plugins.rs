@@ -258,7 +258,7 @@ fn a_store_pins_its_order_plugin_by_hash() {
     e.host.remove(&e.db, "casefold", true).unwrap();
     e.install("casefold", "descending");
     let fresh = Database::open(e.path()).unwrap();
-    let host = PluginHost::new(HostConfig { cache_dir: Some(e.cache.path().into()), ..Default::default() }).unwrap();
+    let host = e.sibling_host();
     host.attach(&fresh);
     let err = fresh.begin_read().unwrap().open_store("names").err().expect("the pinned plugin is gone");
     match &err {
