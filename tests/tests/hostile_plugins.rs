@@ -246,4 +246,11 @@ fn a_validator_that_loops_or_traps_fails_the_commit() {
     }
     e.db.transact(|tx| tx.open_store("v")?.upsert(b"good", b"ok")).unwrap();
     assert_eq!(e.db.begin_read().unwrap().open_store("v").unwrap().count().unwrap(), 1);
+    // Reinstalling the same component with other limits applies them at once.
+    let limits = Limits { deadline_ms: 300, ..Limits::default_for(PluginKind::Validator) };
+    e.host
+        .install(&e.db, "hv", &wasm("hostile-validator"), InstallOptions { grants: vec![], limits: Some(limits) })
+        .unwrap();
+    let err = e.db.transact(|tx| tx.open_store("v")?.upsert(b"bad", b"loop")).unwrap_err();
+    assert!(matches!(PluginError::find(&err), Some(PluginError::Timeout { deadline_ms: 300, .. })), "{err:?}");
 }

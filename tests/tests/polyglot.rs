@@ -9,42 +9,34 @@
 //! cargo test -j2 -p sop-tests --test polyglot -- --ignored --nocapture
 //! ```
 
-use sop::{Database, Error, StoreOptions};
-use sop_wasm::{Grant, HostConfig, InstallOptions, PluginError, PluginHost, PluginKind};
-use std::sync::Arc;
+use sop::{Error, StoreOptions};
+use sop_wasm::{Grant, InstallOptions, PluginError, PluginKind};
 use std::time::Instant;
 
 const NEEDS_BUILD: &str = "needs plugins/polyglot/build.sh (componentize-py, componentize-js)";
 
+use sop_tests::plugins::PluginEnv as Env;
+
 fn wasm(file: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("SOP_PLUGINS_DIR")).join(file);
+    let p = sop_tests::plugins::dir().join(file);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} ({NEEDS_BUILD})", p.display()))
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    cache: tempfile::TempDir,
-    db: Database,
-    host: Arc<PluginHost>,
-}
-
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let db = Database::open_or_create(dir.path()).unwrap();
-    let host = PluginHost::new(HostConfig { cache_dir: Some(cache.path().into()), ..Default::default() }).unwrap();
-    host.attach(&db);
-    Env { _dir: dir, cache, db, host }
+    Env::new()
 }
 
-impl Env {
+trait FromCache {
+    fn load_from_cache(&self, name: &str);
+}
+
+impl FromCache for Env {
     /// Loads `name` into a second host that shares the compile cache (as another process
     /// on this node would), and prints how long that took.
     /// Then loads it into this host too, so that the first call below times the first
     /// instantiation and call only.
     fn load_from_cache(&self, name: &str) {
-        let other =
-            PluginHost::new(HostConfig { cache_dir: Some(self.cache.path().into()), ..Default::default() }).unwrap();
+        let other = self.sibling_host();
         let r = other.prepare(&self.db, name).unwrap();
         assert!(r.from_cache, "{name} was compiled again");
         eprintln!("{name}: load in another host from the compile cache: {:.1} ms", r.millis);

@@ -168,6 +168,8 @@ impl PluginHost {
         };
         db.transact(|tx| registry::put(tx, &alias, &hash, wasm, &record).map_err(sop::Error::from))
             .map_err(unwrap_plugin)?;
+        // This host may hold the component under its old record (limits): load it afresh.
+        self.forget(&hash);
         Ok(PluginInfo { alias, hash, record })
     }
 
@@ -246,12 +248,16 @@ impl PluginHost {
         let t = Instant::now();
         let tx = db.begin_read()?;
         let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
-        self.loaded.lock().remove(&hash);
-        self.orders.lock().remove(&hash);
-        self.validators.lock().remove(&hash);
-        self.computes.lock().remove(&hash);
+        self.forget(&hash);
         let (_, from_cache) = self.load(&tx, &alias, &hash)?;
         Ok(LoadReport { from_cache, millis: t.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    fn forget(&self, hash: &str) {
+        self.loaded.lock().remove(hash);
+        self.orders.lock().remove(hash);
+        self.validators.lock().remove(hash);
+        self.computes.lock().remove(hash);
     }
 
     /// A key-order plugin as a codec (to call it directly: benches, tools).
@@ -377,6 +383,8 @@ impl PluginHost {
         let tx = db.begin_read()?;
         let (alias, hash) = registry::resolve(&tx, name)?.ok_or_else(|| PluginError::NotInstalled(name.into()))?;
         let (loaded, pre) = self.validator(&tx, &alias, &hash)?;
+        // Limits are read per call: reinstalling the same bytes with new limits applies them.
+        let limits = registry::record(&tx, &hash)?.map_or(loaded.limits, |r| r.limits);
         drop(tx);
         let wit: Vec<WitMutation> = batch
             .iter()
@@ -388,17 +396,13 @@ impl PluginHost {
             })
             .collect();
         // A fresh instance per commit: validators see only the batch they are given.
-        let mut store = loaded.store();
+        let mut store = loaded.store_with(limits);
         let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
         let verdict = r.map_err(|e| loaded.failure(&mut store, e))?;
         if let Err(reasons) = &verdict {
             let len: usize = reasons.iter().map(String::len).sum();
-            if len as u64 > loaded.limits.output_bytes {
-                return Err(PluginError::OutputTooLarge {
-                    plugin: alias,
-                    len: len as u64,
-                    cap: loaded.limits.output_bytes,
-                });
+            if len as u64 > limits.output_bytes {
+                return Err(PluginError::OutputTooLarge { plugin: alias, len: len as u64, cap: limits.output_bytes });
             }
         }
         Ok(verdict)
