@@ -20,7 +20,7 @@ plugins:
 # target/polyglot) and runs their tests.
 polyglot:
     bash plugins/polyglot/build.sh
-    cargo test -j2 -p sop-tests --test polyglot -- --ignored
+    cargo test --workspace -j2 --test polyglot -- --ignored
 
 # What plugins cost (release build).
 bench-plugins *ARGS:

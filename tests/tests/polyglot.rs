@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! plugins/polyglot/build.sh
-//! cargo test -j2 -p sop-tests --test polyglot -- --ignored --nocapture
+//! cargo test --workspace -j2 --test polyglot -- --ignored --nocapture
 //! ```
 
 use sop::{Error, StoreOptions};
