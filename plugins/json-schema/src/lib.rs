@@ -36,10 +36,10 @@ fn check(doc: &Map<String, Value>) -> Result<(), String> {
         }
     }
     for (name, ty) in fields(&schema, "optional") {
-        if let Some(v) = doc.get(name) {
-            if !type_ok(v, ty) {
-                return Err(format!("field {name:?} must be of type {ty}"));
-            }
+        if let Some(v) = doc.get(name)
+            && !type_ok(v, ty)
+        {
+            return Err(format!("field {name:?} must be of type {ty}"));
         }
     }
     if schema.get("additional") == Some(&Value::Bool(false)) {
