@@ -125,11 +125,7 @@ fn table(f: &Figures) -> String {
             format!("{:.0} ops/s", f.insert_wasm_order),
             format!("{cost:.2}x the cost (target <= 1.3x: {})", if cost <= 1.3 { "met" } else { "missed" }),
         ),
-        (
-            "encode call, per key (1,000 keys a call)",
-            format!("{:.0} ns", f.encode_ns_per_key),
-            String::new(),
-        ),
+        ("encode call, per key (1,000 keys a call)", format!("{:.0} ns", f.encode_ns_per_key), String::new()),
         ("load cold (read, verify, compile, link)", format!("{:.1} ms", f.load_cold_ms), String::new()),
         (
             "load from the local cache",
