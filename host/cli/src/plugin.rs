@@ -96,7 +96,17 @@ fn install(a: InstallArgs, conn: &Conn) -> Result<()> {
     let grants: Vec<Grant> =
         a.read.iter().map(|s| Grant::read(s)).chain(a.write.iter().map(|s| Grant::write(s))).collect();
     let host = host()?;
-    let kind = host.kind_of(&wasm)?;
+    // Compiling a Python or JavaScript component takes seconds on a small machine.
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    spinner.set_message(format!(
+        "checking and compiling {} ({:.1} MiB)",
+        a.file.display(),
+        wasm.len() as f64 / (1 << 20) as f64
+    ));
+    let kind = host.kind_of(&wasm);
+    spinner.finish_and_clear();
+    let kind = kind?;
     let d = Limits::default_for(kind);
     let limits = Limits {
         deadline_ms: a.deadline_ms.unwrap_or(d.deadline_ms),
