@@ -417,9 +417,9 @@ fn users(tx: &Transaction, name: &str, targets: &[(String, String)]) -> Vec<Stri
         .filter(|m| {
             let by_order =
                 matches!(&m.options.order, KeyOrder::Custom { id, .. } if targets.iter().any(|(_, h)| h == id));
-            let by_validator = m.options.validator.as_deref().is_some_and(|v| {
-                v == name || registry::split_name(v).0 == base && targets.iter().any(|(a, _)| a == v || v == base)
-            });
+            // A validator named without a version follows whichever version is highest.
+            let by_validator =
+                m.options.validator.as_deref().is_some_and(|v| v == base || targets.iter().any(|(a, _)| a == v));
             by_order || by_validator
         })
         .map(|m| m.name)

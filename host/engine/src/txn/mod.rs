@@ -90,6 +90,23 @@ pub(crate) struct TxStore {
     pub encoded: HashMap<Bytes, Bytes>,
 }
 
+impl TxStore {
+    /// A store as a transaction first sees it: no writes, no reads yet.
+    fn new(meta: Arc<StoreMeta>, root: Option<u64>, codec: Option<Arc<dyn OrderCodec>>) -> TxStore {
+        TxStore {
+            name: meta.name.clone(),
+            meta,
+            root,
+            dropped: false,
+            ops: BTreeMap::new(),
+            reads: Vec::new(),
+            codec,
+            removed: HashMap::new(),
+            encoded: HashMap::new(),
+        }
+    }
+}
+
 /// Where a visible value comes from.
 #[derive(Clone, Debug)]
 pub(crate) enum ValSrc {
@@ -132,17 +149,7 @@ impl Transaction {
         let mut inner = self.inner.borrow_mut();
         inner.catalog.push(CatalogOp::Create { name: name.into(), options: options.clone() });
         let meta = Arc::new(StoreMeta { name: name.into(), id: 0, options, root: 0, count: 0, created_seq: 0 });
-        let ts = TxStore {
-            name: name.into(),
-            meta,
-            root: None,
-            dropped: false,
-            ops: BTreeMap::new(),
-            reads: Vec::new(),
-            codec,
-            removed: HashMap::new(),
-            encoded: HashMap::new(),
-        };
+        let ts = TxStore::new(meta, None, codec);
         let idx = match inner.stores.iter().position(|s| s.name == name) {
             Some(i) => {
                 inner.stores[i] = ts;
@@ -372,17 +379,8 @@ impl Transaction {
         drop(inner);
         let codec = self.codec_for(name, &meta.options.order)?;
         let mut inner = self.inner.borrow_mut();
-        inner.stores.push(TxStore {
-            name: name.into(),
-            root: Some(meta.root),
-            meta,
-            dropped: false,
-            ops: BTreeMap::new(),
-            reads: Vec::new(),
-            codec,
-            removed: HashMap::new(),
-            encoded: HashMap::new(),
-        });
+        let root = Some(meta.root);
+        inner.stores.push(TxStore::new(meta, root, codec));
         Ok(Some(inner.stores.len() - 1))
     }
 
