@@ -293,7 +293,10 @@ impl<'t> Store<'t> {
         }
         let items: Vec<(K, V)> = items.into_iter().collect();
         let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_ref()).collect();
-        self.encode_ahead(&keys)?;
+        if let Err(e) = self.encode_ahead(&keys) {
+            self.forget_ahead();
+            return Err(e);
+        }
         let r = items.iter().try_for_each(|(k, v)| op(k.as_ref(), v.as_ref()));
         self.forget_ahead();
         r
