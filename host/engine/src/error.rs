@@ -144,14 +144,26 @@ pub enum Error {
     Plugin {
         /// The plugin (a name, or a key order's id). The message of `source` names it too.
         plugin: String,
-        /// What went wrong.
+        /// What went wrong (shared, so the error can be cloned for every member of a batch).
         #[source]
-        source: crate::ExtError,
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    /// The transaction saw a snapshot whose files were already reclaimed (it lived too long).
+    /// The transaction saw a snapshot whose files were already reclaimed (it lived too long,
+    /// or its process sat behind while others checkpointed). Retry it: a new transaction
+    /// starts on the newest state.
     #[error("snapshot at commit {0} is too old: its files were reclaimed; retry the transaction")]
     SnapshotTooOld(u64),
+
+    /// The commit was published, but this process was paused for so long before it could
+    /// check the result that every record of whether it counts was reclaimed. It may or may
+    /// not have taken effect; nothing else was harmed. Not retried automatically (the
+    /// transaction might apply twice): read the data to find out.
+    #[error("the outcome of commit {seq} is unknown: the process was paused for too long after publishing it")]
+    CommitUnknown {
+        /// The sequence number it was published at.
+        seq: u64,
+    },
 
     /// The coordinator (Redis in swarm mode) cannot be reached. Nothing was written; the
     /// operation can be retried once it is back.
@@ -181,7 +193,56 @@ pub enum Error {
     },
 }
 
+/// Every member of a commit batch gets its own copy of the batch's error. The I/O source is
+/// rebuilt with the same kind and message (`std::io::Error` is not `Clone`); every other
+/// variant is copied as it is.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        use Error::*;
+        match self {
+            Conflict(s) => Conflict(s.clone()),
+            Corrupt { file, detail } => Corrupt { file: file.clone(), detail: detail.clone() },
+            UnsupportedFormat { file, found, supported } => {
+                UnsupportedFormat { file: file.clone(), found: *found, supported: *supported }
+            }
+            NotADatabase(p) => NotADatabase(p.clone()),
+            AlreadyExists(p) => AlreadyExists(p.clone()),
+            Io { path, source } => {
+                Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            Poisoned(s) => Poisoned(s.clone()),
+            StoreNotFound(s) => StoreNotFound(s.clone()),
+            StoreExists(s) => StoreExists(s.clone()),
+            InvalidStoreName(s) => InvalidStoreName(s.clone()),
+            InvalidOptions(s) => InvalidOptions(s.clone()),
+            KeyTooLarge { len, max } => KeyTooLarge { len: *len, max: *max },
+            ValueTooLarge { len, max } => ValueTooLarge { len: *len, max: *max },
+            EmptyKey(s) => EmptyKey(s.clone()),
+            CommitTooLarge { bytes } => CommitTooLarge { bytes: *bytes },
+            TransactionFinished => TransactionFinished,
+            ReadOnly => ReadOnly,
+            NoCurrentItem => NoCurrentItem,
+            OrderUnavailable { store, order, reason } => {
+                OrderUnavailable { store: store.clone(), order: order.clone(), reason: reason.clone() }
+            }
+            Rejected { validator, reasons } => Rejected { validator: validator.clone(), reasons: reasons.clone() },
+            Plugin { plugin, source } => Plugin { plugin: plugin.clone(), source: source.clone() },
+            SnapshotTooOld(s) => SnapshotTooOld(*s),
+            CommitUnknown { seq } => CommitUnknown { seq: *seq },
+            Coordinator(s) => Coordinator(s.clone()),
+            ModeConflict { path, other } => ModeConflict { path: path.clone(), other: other.clone() },
+            Codec(s) => Codec(s.clone()),
+            RetriesExhausted { attempts, last } => RetriesExhausted { attempts: *attempts, last: last.clone() },
+        }
+    }
+}
+
 impl Error {
+    /// A plugin failure, from the error its host returned.
+    pub fn plugin(plugin: impl Into<String>, source: crate::ExtError) -> Self {
+        Error::Plugin { plugin: plugin.into(), source: std::sync::Arc::from(source) }
+    }
+
     /// Whether retrying the whole transaction may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Conflict(_) | Error::SnapshotTooOld(_))

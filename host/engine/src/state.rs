@@ -45,4 +45,42 @@ pub struct State {
     pub catalog: imbl::OrdMap<String, Arc<StoreMeta>>,
     /// Next store id to hand out.
     pub next_store_id: u64,
+    /// Identities of the last commits up to `seq`, oldest first (at most [`CHAIN_WINDOW`]);
+    /// the last one is the commit at `seq`, which the next commit names as its `prev`.
+    pub chain: imbl::Vector<u64>,
+}
+
+/// How many commit identities a state (and so a checkpoint) remembers. A writer paused between
+/// publishing and checking its commit for longer than this many commits, with a checkpoint
+/// taken meanwhile, cannot tell whether its commit counts and reports
+/// [`crate::Error::CommitUnknown`].
+pub const CHAIN_WINDOW: usize = 4096;
+
+impl State {
+    /// Identity of the commit at `seq` (0 for the empty database).
+    pub fn head(&self) -> u64 {
+        self.chain.last().copied().unwrap_or(0)
+    }
+
+    /// Identity of commit `at`, if remembered.
+    pub fn nonce_at(&self, at: u64) -> Option<u64> {
+        let first = (self.seq + 1).checked_sub(self.chain.len() as u64)?;
+        if at < first || at > self.seq {
+            return None;
+        }
+        self.chain.get((at - first) as usize).copied()
+    }
+
+    /// Appends the commit `nonce` as the new head (the caller advances `seq`).
+    pub fn push_chain(&mut self, nonce: u64) {
+        self.chain.push_back(nonce);
+        while self.chain.len() > CHAIN_WINDOW {
+            self.chain.pop_front();
+        }
+    }
+
+    /// The window as stored in a checkpoint.
+    pub fn chain_window(&self) -> crate::format::meta::ChainWindow {
+        crate::format::meta::ChainWindow { seq: self.seq, nonces: self.chain.iter().copied().collect() }
+    }
 }

@@ -4,7 +4,7 @@ use crate::PluginKind;
 
 /// Everything that can go wrong with a plugin. Each case is contained: the guest's store is
 /// discarded, and the host and the database are untouched.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PluginError {
     /// The guest trapped (a panic, `unreachable`, an out-of-bounds access).
@@ -123,7 +123,7 @@ impl From<PluginError> for sop::Error {
     fn from(e: PluginError) -> sop::Error {
         match e {
             PluginError::Engine(e) => e,
-            other => sop::Error::Plugin { plugin: other.plugin().unwrap_or_default(), source: Box::new(other) },
+            other => sop::Error::plugin(other.plugin().unwrap_or_default(), Box::new(other)),
         }
     }
 }

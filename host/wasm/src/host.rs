@@ -429,9 +429,9 @@ fn users(tx: &Transaction, name: &str, targets: &[(String, String)]) -> Vec<Stri
 /// Takes a plugin error back out of a database error.
 fn unwrap_plugin(e: sop::Error) -> PluginError {
     match e {
-        sop::Error::Plugin { source, .. } => match source.downcast::<PluginError>() {
-            Ok(p) => *p,
-            Err(other) => PluginError::Host(other.to_string()),
+        sop::Error::Plugin { source, .. } => match source.downcast_ref::<PluginError>() {
+            Some(p) => p.clone(),
+            None => PluginError::Host(source.to_string()),
         },
         other => PluginError::Engine(other),
     }

@@ -1,12 +1,20 @@
-//! The database handle: opening and recovery, the shared committed state, and the
-//! machinery behind transactions (commit pipeline in [`commit`], replay in [`replay`],
-//! checkpoints and space reclamation in [`maintenance`]).
+//! The database handle and the commit log behind it. One file per step of
+//! `docs/PROTOCOL.md`: [`writer`] (group commit, merge, seal, publish), [`validate`]
+//! (conflict history), [`catch_up`] (other processes' commits), [`recovery`] (open),
+//! [`checkpoint`], [`compact`], [`reclaim`] and their schedule ([`maintenance`]); [`nodes`]
+//! reads node images and blobs, [`space`] accounts for commit-file bytes.
 
+mod catch_up;
 mod check;
-mod commit;
-pub(crate) mod files;
+mod checkpoint;
+mod compact;
 mod maintenance;
-mod replay;
+pub(crate) mod nodes;
+mod reclaim;
+mod recovery;
+mod space;
+mod validate;
+mod writer;
 
 use crate::coord::{Coordinator, EmbeddedCoordinator};
 use crate::error::{Error, Result};
@@ -19,11 +27,11 @@ use crate::txn::Transaction;
 use crate::vfs::{StdVfs, Vfs};
 use crate::{OrderCodec, Stats};
 pub use check::{DbReport, StoreReport, VerifyReport};
-pub(crate) use commit::{CatalogOp, CommitQueue, PendingTxn, StoreWriteSet, WriteOp};
-use files::{FileTable, Layout, NodeCache};
-use maintenance::Space;
+use nodes::{FileTable, Layout, NodeCache};
 use parking_lot::{Condvar, Mutex, RwLock};
-use replay::History;
+use space::Space;
+use validate::ConflictHistory;
+use writer::CommitQueue;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,8 +54,13 @@ pub struct DbOptions {
     pub compact_dead_ratio: f64,
     /// Never compact while partially live commit files hold less dead space than this (default 8 MiB).
     pub compact_min_bytes: u64,
-    /// How long a dead commit file is kept for readers in other processes (default 5 s).
+    /// How long a dead commit file is kept for old snapshots in other processes (default
+    /// 5 s). Only saves them a retry ([`Error::SnapshotTooOld`]); safety never depends on it,
+    /// so processes may use different values.
     pub reclaim_grace: Duration,
+    /// How long a foreign temp file must sit in `tmp/`, seen by this process's own clock,
+    /// before it is taken for a dead writer's debris and removed (default 10 min).
+    pub stale_tmp_after: Duration,
     /// Create the database if the folder holds none.
     pub create_if_missing: bool,
     /// Time-to-live of the commit lease (default 5 s). A process that dies holding it delays
@@ -65,6 +78,7 @@ impl Default for DbOptions {
             compact_dead_ratio: 0.5,
             compact_min_bytes: 8 << 20,
             reclaim_grace: Duration::from_secs(5),
+            stale_tmp_after: recovery::STALE_TMP_AFTER,
             create_if_missing: false,
             lease_ttl: Duration::from_secs(5),
         }
@@ -79,6 +93,7 @@ impl std::fmt::Debug for DbOptions {
             .field("compact_dead_ratio", &self.compact_dead_ratio)
             .field("compact_min_bytes", &self.compact_min_bytes)
             .field("reclaim_grace", &self.reclaim_grace)
+            .field("stale_tmp_after", &self.stale_tmp_after)
             .field("create_if_missing", &self.create_if_missing)
             .field("lease_ttl", &self.lease_ttl)
             .finish_non_exhaustive()
@@ -115,18 +130,13 @@ pub(crate) struct DbInner {
     /// Random id of this handle; names its temp files and is recorded in its commits.
     pub writer: u64,
     pub state: RwLock<Arc<State>>,
-    /// Serialises changes of `state` (install, catch-up, checkpoint load) with the publication
-    /// of our own commits.
+    /// Serialises changes of `state` and `space` (install, catch-up, checkpoint load) with
+    /// the publication of our own commits and with taking checkpoints.
     pub apply_lock: Mutex<()>,
-    /// Reclaimed commit files in `tmp/`, to be overwritten by later commits.
-    pub recycled: Mutex<Vec<PathBuf>>,
-    /// Whether the file system can reuse files (`open_rw` and `set_len`).
-    pub recycle_ok: bool,
-    /// When a catch-up last saw that no newer commit exists (see `link_tmp`).
-    pub last_catch_up: Mutex<std::time::Instant>,
+    pub tmp_seen: recovery::TmpSweep,
     pub queue: Mutex<CommitQueue>,
     pub queue_cv: Condvar,
-    pub history: Mutex<History>,
+    pub history: Mutex<ConflictHistory>,
     pub files: FileTable,
     pub cache: NodeCache,
     pub space: Mutex<Space>,
@@ -191,7 +201,6 @@ impl Database {
             vfs.create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let mode_lock = take_mode_lock(&*vfs, &layout, opts.coordinator.is_cluster())?;
-        let recycle_ok = supports_reuse(&*vfs, &layout);
         let inner = Arc::new(DbInner {
             _mode_lock: mode_lock,
             files: FileTable::new(vfs.clone(), layout.clone()),
@@ -202,12 +211,10 @@ impl Database {
             writer: rand::random(),
             state: RwLock::new(Arc::new(State::default())),
             apply_lock: Mutex::new(()),
-            last_catch_up: Mutex::new(std::time::Instant::now()),
-            recycled: Mutex::new(Vec::new()),
-            recycle_ok,
+            tmp_seen: recovery::TmpSweep::default(),
             queue: Mutex::new(CommitQueue::default()),
             queue_cv: Condvar::new(),
-            history: Mutex::new(History::default()),
+            history: Mutex::new(ConflictHistory::default()),
             space: Mutex::new(Space::default()),
             snapshots: Mutex::new(BTreeMap::new()),
             poisoned: Mutex::new(None),
@@ -217,7 +224,7 @@ impl Database {
             stats: StatCounters::default(),
             opts,
         });
-        inner.remove_stale_tmp()?;
+        inner.sweep_tmp()?;
         inner.recover()?;
         Ok(Database { inner })
     }
@@ -312,6 +319,7 @@ impl Database {
     pub fn maintain(&self) -> Result<()> {
         self.inner.check_poison()?;
         let _guard = self.inner.lead();
+        self.inner.catch_up()?;
         self.inner.maintenance(true)
     }
 }
@@ -349,9 +357,10 @@ impl DbInner {
             return Ok(n);
         }
         let n = match h.base {
-            None => Arc::new(self.files.read_node(id, h.loc).map_err(|e| self.missing_file(e))?),
+            None => Arc::new(self.files.read_node(id, h.loc, &self.expected()).map_err(|e| self.missing_file(e))?),
             Some(base_loc) => {
-                let (named, changes) = self.files.read_delta(id, h.loc).map_err(|e| self.missing_file(e))?;
+                let (named, changes) =
+                    self.files.read_delta(id, h.loc, &self.expected()).map_err(|e| self.missing_file(e))?;
                 if named != base_loc {
                     return Err(Error::corrupt(
                         self.layout.commit(h.loc.seq),
@@ -372,18 +381,26 @@ impl DbInner {
     }
 
     pub fn read_blob(&self, loc: Loc) -> Result<bytes::Bytes> {
-        self.files.read_blob(loc).map_err(|e| self.missing_file(e))
+        self.files.read_blob(loc, &self.expected()).map_err(|e| self.missing_file(e))
     }
 
-    /// A missing commit file is expected for an old snapshot (its file was reclaimed), but
-    /// corruption if the file still holds records the latest state uses.
+    /// The identity the latest state knows for each commit file, for opening it.
+    fn expected(&self) -> impl Fn(u64) -> Option<u64> + '_ {
+        |seq| self.space.lock().nonce(seq)
+    }
+
+    /// A file that is gone (or holds another identity) is expected for an old snapshot: its
+    /// file was reclaimed. It is corruption only if the newest state still references it, so
+    /// catch up before deciding: a process that sat idle knows an old state.
     fn missing_file(&self, e: Error) -> Error {
-        match e {
-            Error::SnapshotTooOld(seq) if self.space.lock().is_live(seq) => {
-                Error::corrupt(self.layout.commit(seq), "commit file is missing but still referenced")
-            }
-            other => other,
+        let Error::SnapshotTooOld(seq) = e else { return e };
+        if let Err(e) = self.refresh() {
+            return e;
         }
+        if self.space.lock().is_live(seq) {
+            return Error::corrupt(self.layout.commit(seq), "commit file is missing but still referenced");
+        }
+        Error::SnapshotTooOld(seq)
     }
 
     pub fn register_snapshot(&self, seq: u64) {
@@ -403,26 +420,6 @@ impl DbInner {
     pub fn oldest_snapshot(&self) -> Option<u64> {
         self.snapshots.lock().keys().next().copied()
     }
-
-    pub(crate) fn remove_stale_tmp(&self) -> Result<()> {
-        let dir = self.layout.tmp();
-        let names = self.vfs.list_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        let now = files::now_ms();
-        // Other live processes may be writing temp files right now; only files older than any
-        // plausible commit are debris of a dead writer.
-        let max_age = 10 * 60 * 1000;
-        for n in names {
-            if files::stale_tmp(&n, now, max_age) {
-                let p = dir.join(&n);
-                match self.vfs.remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(p, e)),
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A [`NodeSource`] over one snapshot.
@@ -435,15 +432,6 @@ impl NodeSource for View<'_> {
     fn node(&self, id: u64) -> Result<Arc<Node>> {
         self.db.node_in(self.state, id)
     }
-}
-
-/// Probes whether files can be reopened for writing and resized (real file systems can;
-/// simulated ones may not).
-fn supports_reuse(vfs: &dyn Vfs, layout: &Layout) -> bool {
-    let probe = files::tmp_name(&layout.tmp(), 0, "probe");
-    let ok = vfs.create_new(&probe).is_ok() && vfs.open_rw(&probe).and_then(|f| f.set_len(0)).is_ok();
-    let _ = vfs.remove_file(&probe);
-    ok
 }
 
 /// Refuses to open a folder that another process uses in the other mode. Embedded users
@@ -502,7 +490,7 @@ fn read_header(vfs: &dyn Vfs, layout: &Layout) -> Result<Option<DbHeader>> {
 fn create_header(vfs: &dyn Vfs, layout: &Layout) -> Result<[u8; 16]> {
     let root = &layout.root;
     vfs.create_dir_all(root).map_err(|e| Error::io(root, e))?;
-    let header = DbHeader { db_id: *uuid::Uuid::new_v4().as_bytes(), created_ms: files::now_ms() };
+    let header = DbHeader { db_id: *uuid::Uuid::new_v4().as_bytes(), created_ms: nodes::now_ms() };
     let mut buf = Vec::new();
     record::begin_file(&mut buf, MAGIC_DB);
     record::put_record(&mut buf, tag::HEADER, &postcard::to_allocvec(&header).expect("header serialises"));

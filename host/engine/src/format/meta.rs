@@ -126,6 +126,37 @@ pub struct FileHeader {
     pub seq: u64,
     /// Random id of the process handle that wrote the file.
     pub writer: u64,
+    /// Commit file: a random, nonzero identity of this commit, unique across attempts (a
+    /// retried publication recognises its own file by it). Checkpoint: the identity of the
+    /// commit it is taken at.
+    pub nonce: u64,
+    /// Commit file: the identity of the commit at `seq - 1` that this one was built on (0 for
+    /// the first commit). A file whose `prev` is not the commit a reader holds at `seq - 1`
+    /// is not on that reader's chain. Checkpoint: 0.
+    pub prev: u64,
+}
+
+/// The identities (`FileHeader::nonce`) of the last commits up to a checkpoint, oldest
+/// first: `nonces[i]` is the commit at `seq + 1 - nonces.len() + i`. Stored in its own record
+/// right after the checkpoint's header so a writer can tell whether its commit is part of the
+/// checkpointed chain without reading the whole registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChainWindow {
+    /// Sequence number of the last commit covered.
+    pub seq: u64,
+    /// Commit identities, oldest first.
+    pub nonces: Vec<u64>,
+}
+
+impl ChainWindow {
+    /// The identity of commit `seq`, if the window covers it.
+    pub fn nonce_at(&self, seq: u64) -> Option<u64> {
+        let first = (self.seq + 1).checked_sub(self.nonces.len() as u64)?;
+        if seq < first || seq > self.seq {
+            return None;
+        }
+        self.nonces.get((seq - first) as usize).copied()
+    }
 }
 
 /// One registry change in a commit.
@@ -192,6 +223,9 @@ pub struct FileStat {
     pub total: u64,
     /// Bytes of records still reachable from the registry or from leaves.
     pub live: u64,
+    /// The file's identity (`FileHeader::nonce`): a name that holds another identity is not
+    /// this file (its number was reclaimed and reused by a paused writer).
+    pub nonce: u64,
 }
 
 /// The body of a checkpoint: the whole registry and catalog as of `seq`.

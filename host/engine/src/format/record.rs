@@ -40,6 +40,9 @@ pub mod tag {
     /// A leaf stored as changes to an earlier full image: `node_id:u64le`, the base `Loc`
     /// (`seq:u64le off:u32le len:u32le`), then the delta encoding.
     pub const DELTA: u8 = 7;
+    /// The commit identities a checkpoint covers (postcard `ChainWindow`); the second
+    /// record of a checkpoint.
+    pub const CHAIN: u8 = 8;
 }
 
 /// Length of a commit file's trailer record.

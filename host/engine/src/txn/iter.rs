@@ -1,7 +1,7 @@
 //! Range iteration over a store, in either direction.
 
 use super::{Store, ValSrc};
-use crate::db::WriteOp;
+use super::write_set::WriteOp;
 use crate::error::Result;
 use crate::format::node::IKey;
 use crate::tree::cursor::TreeCursor;

@@ -10,12 +10,14 @@ mod cursor;
 pub(crate) mod envelope;
 mod iter;
 mod store;
+pub(crate) mod write_set;
 
 pub use cursor::Cursor;
 pub use iter::Iter;
 pub use store::Store;
 
-use crate::db::{CatalogOp, DbInner, PendingTxn, StoreWriteSet, View, WriteOp};
+use crate::db::{DbInner, View};
+use write_set::{CatalogOp, PendingTxn, ReadRange, RetiredReads, StoreWriteSet, WriteOp};
 use crate::error::{Error, Result};
 use crate::format::meta::{KeyOrder, StoreMeta, StoreOptions};
 use crate::format::node::{IKey, Node, Val};
@@ -69,6 +71,10 @@ pub(crate) struct TxInner {
     finished: bool,
     pub(crate) stores: Vec<TxStore>,
     names_read: BTreeSet<String>,
+    /// The transaction listed the stores (names or metadata).
+    catalog_scanned: bool,
+    /// Reads of stores this transaction dropped and then created again under the same name.
+    retired: Vec<RetiredReads>,
     catalog: Vec<CatalogOp>,
     skip_validation: bool,
 }
@@ -81,7 +87,7 @@ pub(crate) struct TxStore {
     pub root: Option<u64>,
     pub dropped: bool,
     pub ops: BTreeMap<IKey, WriteOp>,
-    pub reads: Vec<(Bound<IKey>, Bound<IKey>)>,
+    pub reads: Vec<ReadRange>,
     pub codec: Option<Arc<dyn OrderCodec>>,
     /// Custom orders only: original keys of removed items, by sort key (validators see the
     /// key the application wrote).
@@ -152,7 +158,14 @@ impl Transaction {
         let ts = TxStore::new(meta, None, codec);
         let idx = match inner.stores.iter().position(|s| s.name == name) {
             Some(i) => {
-                inner.stores[i] = ts;
+                // The slot holds the store this transaction dropped; what it read of it still
+                // has to be validated against the old store.
+                let old = std::mem::replace(&mut inner.stores[i], ts);
+                if let Some(_root) = old.root
+                    && !old.reads.is_empty()
+                {
+                    inner.retired.push(RetiredReads { name: old.name, store_id: old.meta.id, reads: old.reads });
+                }
                 i
             }
             None => {
@@ -201,6 +214,7 @@ impl Transaction {
     /// Names of the stores in this transaction's view, sorted.
     pub fn store_names(&self) -> Result<Vec<String>> {
         self.check_open()?;
+        self.note_catalog_scan();
         let inner = self.inner.borrow();
         let mut names: BTreeSet<String> = self.snap.catalog.keys().cloned().collect();
         for s in &inner.stores {
@@ -213,8 +227,11 @@ impl Transaction {
         Ok(names.into_iter().collect())
     }
 
-    /// Metadata of every store in the snapshot (for tools such as `sop inspect`).
+    /// Metadata of every store in the snapshot (for tools such as `sop inspect`). In a
+    /// read-write transaction this reads the whole catalog: a store created or removed
+    /// concurrently makes the commit conflict.
     pub fn store_metas(&self) -> Vec<StoreMeta> {
+        self.note_catalog_scan();
         self.snap.catalog.values().map(|m| (**m).clone()).collect()
     }
 
@@ -252,6 +269,8 @@ impl Transaction {
                 snapshot_seq: self.snap.seq,
                 stores,
                 names_read: std::mem::take(&mut inner.names_read).into_iter().collect(),
+                catalog_scanned: inner.catalog_scanned,
+                retired: std::mem::take(&mut inner.retired),
                 catalog: std::mem::take(&mut inner.catalog),
                 skip_validation: inner.skip_validation,
             }
@@ -268,6 +287,12 @@ impl Transaction {
     #[doc(hidden)]
     pub fn unsafe_skip_validation(&self) {
         self.inner.borrow_mut().skip_validation = true;
+    }
+
+    fn note_catalog_scan(&self) {
+        if self.write {
+            self.inner.borrow_mut().catalog_scanned = true;
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -350,14 +375,14 @@ impl Transaction {
         let Some(ext) = self.db.extensions.read().clone() else {
             let name = by_validator.keys().next().cloned().unwrap_or_default();
             let source = format!("validator {name:?}: no plugin host is installed in this process").into();
-            return Err(Error::Plugin { plugin: name, source });
+            return Err(Error::plugin(name, source));
         };
         let db = crate::Database { inner: self.db.clone() };
         for (validator, batch) in by_validator {
             match ext.validate(&db, &validator, &batch) {
                 Ok(Ok(())) => {}
                 Ok(Err(reasons)) => return Err(Error::Rejected { validator, reasons }),
-                Err(source) => return Err(Error::Plugin { plugin: validator, source }),
+                Err(source) => return Err(Error::plugin(validator, source)),
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! A store as seen through one transaction: point reads and writes, batches, counts.
 
 use super::{Cursor, Iter, Transaction, ValSrc};
-use crate::db::WriteOp;
+use super::write_set::WriteOp;
 use crate::error::{Error, Result};
 use crate::format::meta::StoreOptions;
 use crate::format::node::IKey;
@@ -17,18 +17,22 @@ pub struct Store<'t> {
     pub(crate) idx: usize,
 }
 
-/// Duplicate ids order equal keys by insertion: a per-process counter seeded from the clock,
-/// so ids from one process increase and ids from different processes rarely collide (and a
-/// collision is a write-write conflict, never a lost item).
+/// Duplicate ids order equal keys by insertion: the high bits are a per-process counter that
+/// starts at the clock (microseconds) and only grows, the low 12 bits a random tag drawn once
+/// per process, so ids from different processes or hosts never collide unless both the
+/// counter and the tag do. Even then a collision is a write-write conflict, which is retried,
+/// never a lost item. Order across processes is only as good as their clocks.
 fn next_dup() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let tag = *TAG.get_or_init(|| rand::random::<u64>() & 0xFFF);
     let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(prev + 1);
         match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
+            Ok(_) => return (next << 12) | tag,
             Err(p) => prev = p,
         }
     }
@@ -74,7 +78,7 @@ impl<'t> Store<'t> {
         let c = c.clone();
         drop(inner);
         let mut out = Vec::with_capacity(key.len() + 8);
-        c.encode(key, &mut out).map_err(|source| Error::Plugin { plugin: c.id().to_string(), source })?;
+        c.encode(key, &mut out).map_err(|source| Error::plugin(c.id(), source))?;
         Self::check_sort_key(out.len())?;
         Ok(Bytes::from(out))
     }
@@ -91,12 +95,10 @@ impl<'t> Store<'t> {
     fn encode_ahead<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<()> {
         let Some(c) = self.tx.inner.borrow().stores[self.idx].codec.clone() else { return Ok(()) };
         let raw: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).filter(|k| k.len() <= MAX_KEY_LEN).collect();
-        let out = c.encode_batch(&raw).map_err(|source| Error::Plugin { plugin: c.id().to_string(), source })?;
+        let out = c.encode_batch(&raw).map_err(|source| Error::plugin(c.id(), source))?;
         if out.len() != raw.len() {
-            return Err(Error::Plugin {
-                plugin: c.id().to_string(),
-                source: format!("key order {}: returned {} sort keys for {} keys", c.id(), out.len(), raw.len()).into(),
-            });
+            let why = format!("key order {}: returned {} sort keys for {} keys", c.id(), out.len(), raw.len());
+            return Err(Error::plugin(c.id(), why.into()));
         }
         let mut inner = self.tx.inner.borrow_mut();
         let memo = &mut inner.stores[self.idx].encoded;

@@ -1,63 +1,31 @@
-//! The commit pipeline: group commit, validation, replay onto the freshest tree, and
-//! exclusive publication of one commit file per batch.
+//! The commit writer: group commit, merging the accepted transactions onto the freshest tree,
+//! sealing one commit file per batch and publishing it with a create-if-absent.
 //!
 //! Threads that commit at the same moment queue up; one of them becomes the leader and
 //! commits the whole queue as one batch, with one file and one pair of flushes. See
 //! `docs/PROTOCOL.md` for the invariants each step keeps.
 
-use super::maintenance::{Publish, Sealed};
-use super::replay::{CommitSummary, StoreKeys};
-use super::{DbInner, View, files};
+use super::validate::StoreKeys;
+use super::catch_up::read_header;
+use super::nodes::tmp_name;
+use super::{DbInner, View};
+use crate::txn::write_set::{CatalogOp, PendingTxn, WriteOp};
 use crate::error::{Error, Result};
-use crate::format::meta::{CatalogChange, CommitMeta, Loc, StoreMeta, StoreOptions, StoreWrites, ValuePlacement};
+use crate::format::meta::{
+    CatalogChange, CommitMeta, FileHeader, Handle, Loc, RegistryChange, StoreMeta, StoreWrites, ValuePlacement,
+};
 use crate::format::node::{IKey, Node, Val};
-use crate::format::record::{self, tag};
+use crate::format::record::{self, MAGIC_COMMIT, tag};
 use crate::state::State;
 use crate::tree::NodeSource;
 use crate::tree::apply::{self, Mutation, Tagged};
 use crate::{CommitInfo, INLINE_VALUE_MAX};
-use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::ops::Bound;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// A buffered write.
-#[derive(Debug, Clone)]
-pub(crate) enum WriteOp {
-    Put(Bytes),
-    Delete,
-}
-
-/// What one transaction did to one store.
-#[derive(Debug, Default)]
-pub(crate) struct StoreWriteSet {
-    pub name: String,
-    /// Store id in the snapshot; `None` when the transaction created the store.
-    pub store_id: Option<u64>,
-    pub ops: BTreeMap<IKey, WriteOp>,
-    pub reads: Vec<(Bound<IKey>, Bound<IKey>)>,
-}
-
-/// A catalog change made by a transaction.
-#[derive(Debug, Clone)]
-pub(crate) enum CatalogOp {
-    Create { name: String, options: StoreOptions },
-    Drop { name: String },
-}
-
-/// A transaction handed to the commit pipeline.
-#[derive(Debug, Default)]
-pub(crate) struct PendingTxn {
-    pub snapshot_seq: u64,
-    pub stores: Vec<StoreWriteSet>,
-    pub names_read: Vec<String>,
-    pub catalog: Vec<CatalogOp>,
-    /// Test-only switch that skips key-level validation, to prove the checkers catch it.
-    pub skip_validation: bool,
-}
 
 struct Slot {
     txn: Mutex<Option<PendingTxn>>,
@@ -131,7 +99,7 @@ impl DbInner {
             Err(e) => {
                 let err = Error::Coordinator(e.to_string());
                 for slot in batch {
-                    *slot.result.lock() = Some(Err(clone_err(&err)));
+                    *slot.result.lock() = Some(Err(err.clone()));
                 }
                 return;
             }
@@ -160,7 +128,7 @@ impl DbInner {
                 self.renew_lease(lease);
             }
             if let Err(e) = self.check_poison().and_then(|_| self.catch_up()) {
-                fill(results, |_| Err(clone_err(&e)));
+                fill(results, |_| Err(e.clone()));
                 break;
             }
             let base = self.current();
@@ -168,20 +136,22 @@ impl DbInner {
             if accepted.is_empty() {
                 break;
             }
-            match self.publish(&base, txns, &accepted) {
+            match self.write_batch(&base, txns, &accepted) {
                 Ok((Publish::Done, infos)) => {
                     for (i, info) in accepted.iter().zip(infos) {
                         results[*i] = Some(Ok(info));
                     }
                     break;
                 }
-                Ok((Publish::Rebase, _)) => {
+                // A file the base referenced was reclaimed while we merged: the base is stale,
+                // so another commit exists and publishing would lose the race anyway.
+                Ok((Publish::Rebase, _)) | Err(Error::SnapshotTooOld(_)) => {
                     self.stats.rebases.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 Err(e) => {
                     for i in &accepted {
-                        results[*i] = Some(Err(clone_err(&e)));
+                        results[*i] = Some(Err(e.clone()));
                     }
                     break;
                 }
@@ -189,130 +159,11 @@ impl DbInner {
         }
     }
 
-    /// Decides which transactions may commit on top of `base`, in queue order. A transaction
-    /// conflicts when a commit after its snapshot (or an earlier member of this batch) wrote a
-    /// key in a range it read or a key it wrote, or changed a store name it used.
-    fn validate(&self, base: &State, txns: &[PendingTxn], results: &mut [Option<Result<CommitInfo>>]) -> Vec<usize> {
-        let history = self.history.lock();
-        let mut batch_keys: HashMap<u64, Vec<IKey>> = HashMap::new();
-        let mut batch_all: HashSet<u64> = HashSet::new();
-        let mut batch_names: HashSet<String> = HashSet::new();
-        let mut catalog: HashMap<String, bool> = HashMap::new(); // name -> exists, after earlier batch members
-        let mut accepted = Vec::new();
-        for (i, t) in txns.iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            let verdict = (|| -> Result<()> {
-                if t.snapshot_seq < history.base {
-                    return Err(Error::Conflict(format!(
-                        "snapshot {} predates the conflict history (from {}); retry",
-                        t.snapshot_seq, history.base
-                    )));
-                }
-                let newer: Vec<&Arc<CommitSummary>> =
-                    history.entries.iter().filter(|c| c.seq > t.snapshot_seq).collect();
-                let names = t.names_read.iter().chain(t.catalog.iter().map(|op| match op {
-                    CatalogOp::Create { name, .. } | CatalogOp::Drop { name } => name,
-                }));
-                for n in names {
-                    if batch_names.contains(n) || newer.iter().any(|c| c.names.iter().any(|m| m == n)) {
-                        return Err(Error::Conflict(format!("store {n:?} was created or removed concurrently")));
-                    }
-                }
-                for s in &t.stores {
-                    let Some(id) = s.store_id else { continue };
-                    let key_ranges = s.ops.keys().map(|k| (Bound::Included(k), Bound::Included(k)));
-                    let read_ranges = s.reads.iter().map(|(a, b)| (bound_ref(a), bound_ref(b)));
-                    let ranges: Vec<(Bound<&IKey>, Bound<&IKey>)> =
-                        if t.skip_validation { Vec::new() } else { key_ranges.chain(read_ranges).collect() };
-                    if ranges.is_empty() {
-                        continue;
-                    }
-                    for c in &newer {
-                        if let Some(w) = c.writes.get(&id)
-                            && (w.all || ranges.iter().any(|r| any_in_range(&w.keys, r)))
-                        {
-                            return Err(Error::Conflict(format!(
-                                "store {:?}: a key this transaction read or wrote was changed by commit {}",
-                                s.name, c.seq
-                            )));
-                        }
-                    }
-                    if batch_all.contains(&id)
-                        || batch_keys.get(&id).is_some_and(|keys| ranges.iter().any(|r| any_in_range(keys, r)))
-                    {
-                        return Err(Error::Conflict(format!(
-                            "store {:?}: a concurrent transaction in the same commit batch changed a key this one used",
-                            s.name
-                        )));
-                    }
-                }
-                // Catalog consistency against the base plus earlier batch members.
-                let mut local = catalog.clone();
-                for op in &t.catalog {
-                    match op {
-                        CatalogOp::Create { name, .. } => {
-                            let exists = *local.get(name).unwrap_or(&base.catalog.contains_key(name));
-                            if exists {
-                                return Err(Error::StoreExists(name.clone()));
-                            }
-                            local.insert(name.clone(), true);
-                        }
-                        CatalogOp::Drop { name } => {
-                            let exists = *local.get(name).unwrap_or(&base.catalog.contains_key(name));
-                            if !exists {
-                                return Err(Error::StoreNotFound(name.clone()));
-                            }
-                            local.insert(name.clone(), false);
-                        }
-                    }
-                }
-                for s in &t.stores {
-                    if !s.ops.is_empty() && !*local.get(&s.name).unwrap_or(&base.catalog.contains_key(&s.name)) {
-                        return Err(Error::StoreNotFound(s.name.clone()));
-                    }
-                }
-                catalog = local;
-                Ok(())
-            })();
-            match verdict {
-                Ok(()) => {
-                    for s in &t.stores {
-                        if let Some(id) = s.store_id
-                            && !s.ops.is_empty()
-                        {
-                            // Only the stores this member wrote need re-sorting.
-                            let keys = batch_keys.entry(id).or_default();
-                            keys.extend(s.ops.keys().cloned());
-                            keys.sort();
-                        }
-                    }
-                    for op in &t.catalog {
-                        let (CatalogOp::Create { name, .. } | CatalogOp::Drop { name }) = op;
-                        batch_names.insert(name.clone());
-                        if let Some(m) = base.catalog.get(name) {
-                            batch_all.insert(m.id);
-                        }
-                    }
-                    accepted.push(i);
-                }
-                Err(e) => {
-                    if matches!(e, Error::Conflict(_)) {
-                        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                    }
-                    results[i] = Some(Err(e));
-                }
-            }
-        }
-        accepted
-    }
-
-    /// Applies the accepted transactions to `base`, writes the commit file and publishes it
-    /// as sequence `base.seq + 1`.
-    fn publish(&self, base: &State, txns: &[PendingTxn], accepted: &[usize]) -> Result<(Publish, Vec<CommitInfo>)> {
+    /// Merges the accepted transactions onto `base`, seals the commit file and publishes it as
+    /// sequence `base.seq + 1`.
+    fn write_batch(&self, base: &State, txns: &[PendingTxn], accepted: &[usize]) -> Result<(Publish, Vec<CommitInfo>)> {
         let seq = base.seq + 1;
-        let mut buf = self.begin_commit_file(seq);
+        let (mut buf, nonce) = self.begin_commit_file(base);
         let mut catalog = base.catalog.clone();
         let mut next_store_id = base.next_store_id.max(1);
         let mut used_ids: HashSet<u64> = HashSet::new();
@@ -474,7 +325,7 @@ impl DbInner {
             blob_bytes: 0,
         };
         let sealed = Sealed { force_full: false, written, deleted, meta, blob_live };
-        if self.seal(base, seq, buf, sealed)? == Publish::Rebase {
+        if self.seal(base, nonce, buf, sealed)? == Publish::Rebase {
             return Ok((Publish::Rebase, Vec::new()));
         }
         let n_merged = merged.iter().filter(|m| **m).count() as u64;
@@ -489,70 +340,6 @@ impl DbInner {
         if let Some(l) = lease {
             let _ = self.opts.coordinator.renew(l, self.opts.lease_ttl);
         }
-    }
-
-    /// Writes `buf` to a temp file and makes it durable. Any failure poisons the handle.
-    pub(crate) fn write_tmp(&self, seq: u64, buf: &[u8]) -> Result<std::path::PathBuf> {
-        // Reusing a reclaimed commit file avoids allocating (and later freeing) an inode per
-        // commit, which on some file systems costs more than the flush itself.
-        let recycled = self.recycled.lock().pop();
-        if let Some(old) = recycled {
-            // A fresh name: temp files are told apart from dead writers' debris by age.
-            let path = files::tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
-            if self.vfs.rename(&old, &path).is_err() {
-                let _ = self.vfs.remove_file(&old);
-                return self.write_tmp(seq, buf);
-            }
-            let fail = |e: io::Error| self.poison(&Error::io(&path, e));
-            match self.vfs.open_rw(&path) {
-                Ok(f) => {
-                    f.write_at(buf, 0).map_err(fail)?;
-                    f.set_len(buf.len() as u64).map_err(fail)?;
-                    f.sync_data().map_err(fail)?;
-                    return Ok(path);
-                }
-                Err(_) => {
-                    let _ = self.vfs.remove_file(&path);
-                }
-            }
-        }
-        let tmp = files::tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
-        let fail = |e: io::Error| self.poison(&Error::io(&tmp, e));
-        let f = self.vfs.create_new(&tmp).map_err(fail)?;
-        f.write_at(buf, 0).map_err(fail)?;
-        f.sync_data().map_err(fail)?;
-        Ok(tmp)
-    }
-
-    /// Publishes a synced temp file as commit `seq` with an exclusive link, then makes the
-    /// name durable. Call with the apply lock held. Any failure poisons the handle.
-    pub(crate) fn link_tmp(&self, seq: u64, tmp: &std::path::Path) -> Result<Publish> {
-        let fail = |e: io::Error, p: &std::path::Path| self.poison(&Error::io(p, e));
-        let target = self.layout.commit(seq);
-        match self.vfs.publish(tmp, &target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = self.vfs.remove_file(tmp);
-                return Ok(Publish::Rebase);
-            }
-            Err(e) => return Err(fail(e, &target)),
-        }
-        // A writer paused since before a checkpoint may have published into a sequence number
-        // that was already used and reclaimed; such a file is void: take it back and rebase.
-        // That needs the old file to have been published, checkpointed, dead and reclaimed
-        // after a grace period, all after we last saw that number free. So if we looked less
-        // than a grace period ago (measured now, after publishing), the listing is unneeded.
-        if self.last_catch_up.lock().elapsed() >= self.opts.reclaim_grace {
-            let ckpts = self.layout.checkpoints();
-            let names = self.vfs.list_dir(&ckpts).map_err(|e| fail(e, &ckpts))?;
-            if names.iter().filter_map(|n| files::parse_seq(n, "ckpt")).any(|c| c >= seq) {
-                self.vfs.remove_file(&target).map_err(|e| fail(e, &target))?;
-                return Ok(Publish::Rebase);
-            }
-        }
-        let dir = self.layout.commits();
-        self.vfs.sync_dir(&dir).map_err(|e| fail(e, &dir))?;
-        Ok(Publish::Done)
     }
 
     /// Collects every node (and blob) of a tree for removal.
@@ -601,31 +388,6 @@ impl NodeSource for BatchSource<'_> {
     }
 }
 
-fn bound_ref(b: &Bound<IKey>) -> Bound<&IKey> {
-    match b {
-        Bound::Included(k) => Bound::Included(k),
-        Bound::Excluded(k) => Bound::Excluded(k),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-/// Whether any of the sorted `keys` falls in the range.
-pub(crate) fn any_in_range(keys: &[IKey], (lo, hi): &(Bound<&IKey>, Bound<&IKey>)) -> bool {
-    let start = match lo {
-        Bound::Included(k) => keys.partition_point(|x| x < *k),
-        Bound::Excluded(k) => keys.partition_point(|x| x <= *k),
-        Bound::Unbounded => 0,
-    };
-    match keys.get(start) {
-        None => false,
-        Some(first) => match hi {
-            Bound::Included(k) => first <= *k,
-            Bound::Excluded(k) => first < *k,
-            Bound::Unbounded => true,
-        },
-    }
-}
-
 fn fill(results: &mut [Option<Result<CommitInfo>>], f: impl Fn(usize) -> Result<CommitInfo>) {
     for (i, r) in results.iter_mut().enumerate() {
         if r.is_none() {
@@ -634,23 +396,199 @@ fn fill(results: &mut [Option<Result<CommitInfo>>], f: impl Fn(usize) -> Result<
     }
 }
 
-/// Errors are not `Clone` (they carry `io::Error`); batch members each get a faithful copy.
-pub(crate) fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::Conflict(s) => Error::Conflict(s.clone()),
-        Error::Poisoned(s) => Error::Poisoned(s.clone()),
-        Error::Corrupt { file, detail } => Error::Corrupt { file: file.clone(), detail: detail.clone() },
-        Error::UnsupportedFormat { file, found, supported } => {
-            Error::UnsupportedFormat { file: file.clone(), found: *found, supported: *supported }
+
+/// The parts of a commit that [`DbInner::seal`] turns into a file.
+#[derive(Default)]
+pub(crate) struct Sealed {
+    /// Write every node as a full image (compaction must not leave deltas on old bases).
+    pub force_full: bool,
+    pub written: Vec<(u64, Node)>,
+    pub deleted: Vec<u64>,
+    pub meta: CommitMeta,
+    pub blob_live: u64,
+}
+
+/// Outcome of trying to publish a commit file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Publish {
+    Done,
+    /// The number is taken by another commit, or ours turned out void: catch up and retry.
+    Rebase,
+}
+
+/// Whether a commit we published is on the chain every reader follows.
+enum ChainVerdict {
+    OnChain,
+    /// Its number had been used, checkpointed and reclaimed while we were paused.
+    Void,
+    Unknown,
+}
+
+impl DbInner {
+    /// Appends node records and the metadata to `buf` (a file begun by
+    /// [`DbInner::begin_commit_file`] for `base.seq + 1`), publishes it and installs it.
+    /// `meta.registry` is filled in here.
+    pub(crate) fn seal(&self, base: &State, nonce: u64, mut buf: Vec<u8>, mut s: Sealed) -> Result<Publish> {
+        let seq = base.seq + 1;
+        let mut node_locs: Vec<(Loc, Node)> = Vec::with_capacity(s.written.len());
+        let mut payload = Vec::new();
+        for (id, node) in s.written {
+            payload.clear();
+            payload.extend_from_slice(&id.to_le_bytes());
+            let old = base.registry.get(&id);
+            let delta_base = if s.force_full { None } else { self.delta_against(id, old, &node, &mut payload)? };
+            let tag = match delta_base {
+                Some(_) => tag::DELTA,
+                None => {
+                    node.encode(&mut payload);
+                    tag::NODE
+                }
+            };
+            let off = record::put_record(&mut buf, tag, &payload);
+            let loc = Loc { seq, off: off as u32, len: (buf.len() - off) as u32 };
+            let expected = old.map_or(0, |h| h.version);
+            let handle = Handle { loc, version: seq, base: delta_base };
+            s.meta.registry.push(RegistryChange { node: id, expected, new: Some(handle) });
+            node_locs.push((loc, node));
         }
-        Error::Io { path, source } => {
-            Error::Io { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+        for id in s.deleted {
+            if let Some(h) = base.registry.get(&id) {
+                s.meta.registry.push(RegistryChange { node: id, expected: h.version, new: None });
+            }
         }
-        Error::StoreNotFound(s) => Error::StoreNotFound(s.clone()),
-        Error::StoreExists(s) => Error::StoreExists(s.clone()),
-        Error::SnapshotTooOld(s) => Error::SnapshotTooOld(*s),
-        Error::Coordinator(s) => Error::Coordinator(s.clone()),
-        Error::CommitTooLarge { bytes } => Error::CommitTooLarge { bytes: *bytes },
-        other => Error::Conflict(other.to_string()),
+        s.meta.blob_bytes = s.blob_live;
+        let meta_off =
+            record::put_record(&mut buf, tag::META, &postcard::to_allocvec(&s.meta).expect("meta serialises"));
+        record::put_record(&mut buf, tag::TRAILER, &(meta_off as u64).to_le_bytes());
+        if buf.len() > u32::MAX as usize {
+            // Record offsets are 32-bit; nothing was written, the handle stays healthy.
+            return Err(Error::CommitTooLarge { bytes: buf.len() as u64 });
+        }
+        let tmp = self.write_tmp(seq, &buf)?;
+        crate::failpoint::hit("before-publish");
+        // From the publication to the install nobody else may change the in-memory state, or
+        // a catch-up could apply our own file before we install it.
+        let _apply = self.apply_lock.lock();
+        if self.current().seq != base.seq || self.publish(seq, nonce, &tmp)? == Publish::Rebase {
+            let _ = self.vfs.remove_file(&tmp);
+            return Ok(Publish::Rebase);
+        }
+        self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let node_live: u64 = node_locs.iter().map(|(l, _)| u64::from(l.len)).sum();
+        for (loc, node) in node_locs {
+            self.cache.insert(loc, Arc::new(node));
+        }
+        self.install(base, nonce, seq, &s.meta, buf.len() as u64, node_live + s.blob_live)?;
+        Ok(Publish::Done)
+    }
+
+    /// If `node` is a leaf close to its current base image, appends the delta encoding (base
+    /// location, then the changes) to `payload` and returns the base. Small random changes to
+    /// many leaves then write a few entries per leaf instead of whole leaves; a leaf is
+    /// rewritten in full once its changes reach a quarter of its size.
+    fn delta_against(&self, id: u64, old: Option<&Handle>, node: &Node, payload: &mut Vec<u8>) -> Result<Option<Loc>> {
+        let (Some(old), Node::Leaf(items)) = (old, node) else { return Ok(None) };
+        let base_loc = old.base.unwrap_or(old.loc);
+        let base_node = self.node_at(id, &Handle { loc: base_loc, version: old.version, base: None })?;
+        let Node::Leaf(base_items) = &*base_node else { return Ok(None) };
+        let changes = crate::format::node::diff(base_items, items);
+        if changes.len() > items.len().max(base_items.len()) / 4 + 1 {
+            return Ok(None);
+        }
+        payload.extend_from_slice(&base_loc.seq.to_le_bytes());
+        payload.extend_from_slice(&base_loc.off.to_le_bytes());
+        payload.extend_from_slice(&base_loc.len.to_le_bytes());
+        crate::format::node::encode_delta(&changes, payload);
+        Ok(Some(base_loc))
+    }
+
+    /// Starts the commit file that follows `base` (prefix and header record) and returns it
+    /// with the commit's fresh identity.
+    pub(crate) fn begin_commit_file(&self, base: &State) -> (Vec<u8>, u64) {
+        let nonce = loop {
+            let n: u64 = rand::random();
+            if n != 0 {
+                break n;
+            }
+        };
+        let mut buf = Vec::with_capacity(1 << 16);
+        record::begin_file(&mut buf, MAGIC_COMMIT);
+        let header = FileHeader { db_id: self.db_id, seq: base.seq + 1, writer: self.writer, nonce, prev: base.head() };
+        record::put_record(&mut buf, tag::HEADER, &postcard::to_allocvec(&header).expect("header serialises"));
+        (buf, nonce)
+    }
+
+    /// Writes `buf` to a new temp file and makes it durable. Any failure poisons the handle.
+    fn write_tmp(&self, seq: u64, buf: &[u8]) -> Result<PathBuf> {
+        let tmp = tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
+        let fail = |e: io::Error| self.poison(&Error::io(&tmp, e));
+        let f = self.vfs.create_new(&tmp).map_err(fail)?;
+        f.write_at(buf, 0).map_err(fail)?;
+        f.sync_data().map_err(fail)?;
+        Ok(tmp)
+    }
+
+    /// Publishes a synced temp file as commit `seq` with a create-if-absent, checks that the
+    /// number was really free, then makes the name durable. Call with the apply lock held.
+    /// An I/O failure poisons the handle.
+    fn publish(&self, seq: u64, nonce: u64, tmp: &Path) -> Result<Publish> {
+        let fail = |e: io::Error, p: &Path| self.poison(&Error::io(p, e));
+        let target = self.layout.commit(seq);
+        match self.vfs.publish(tmp, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Over NFS a retransmitted link can report EEXIST after it succeeded: the name
+                // is ours if it holds our identity.
+                if self.file_identity(&target)? != Some(nonce) {
+                    return Ok(Publish::Rebase);
+                }
+            }
+            // Our temp file was swept while we were paused: nothing was published.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Publish::Rebase),
+            Err(e) => return Err(fail(e, &target)),
+        }
+        crate::failpoint::hit("after-publish");
+        match self.chain_verdict(seq, nonce)? {
+            ChainVerdict::OnChain => {}
+            ChainVerdict::Void => {
+                // Nobody follows a void file (readers check checkpoints after reading), so
+                // removing it is tidiness, not safety.
+                let _ = self.vfs.remove_file(&target);
+                return Ok(Publish::Rebase);
+            }
+            ChainVerdict::Unknown => return Err(Error::CommitUnknown { seq }),
+        }
+        let dir = self.layout.commits();
+        self.vfs.sync_dir(&dir).map_err(|e| fail(e, &dir))?;
+        Ok(Publish::Done)
+    }
+
+    /// `seq` was free when we created it. It was never used, or it was used, covered by a
+    /// checkpoint and reclaimed while we were paused (and then our file is void). Only the
+    /// second leaves a checkpoint at or above `seq` that existed before our create; a
+    /// checkpoint written after it (by a process that read our file) lists our identity.
+    fn chain_verdict(&self, seq: u64, nonce: u64) -> Result<ChainVerdict> {
+        for c in self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= seq) {
+            match self.checkpoint_chain(c)? {
+                Some(w) => match w.nonce_at(seq) {
+                    Some(n) if n == nonce => return Ok(ChainVerdict::OnChain),
+                    Some(_) => return Ok(ChainVerdict::Void),
+                    None => return Ok(ChainVerdict::Unknown),
+                },
+                None => continue, // removed meanwhile; a newer one exists
+            }
+        }
+        Ok(ChainVerdict::OnChain)
+    }
+
+    /// The identity in a commit file's header; `None` if the file is gone.
+    fn file_identity(&self, path: &Path) -> Result<Option<u64>> {
+        let f = match self.vfs.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let len = f.len().map_err(|e| Error::io(path, e))?;
+        Ok(Some(read_header(path, &*f, MAGIC_COMMIT, len)?.nonce))
     }
 }

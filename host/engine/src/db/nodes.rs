@@ -1,4 +1,6 @@
-//! Paths, open file handles, the decoded-node cache and record reads.
+//! The node store: where node images and blobs are read from. Paths, open file handles
+//! (each checked against the identity the state expects at that number), record reads and
+//! the decoded-node cache.
 
 use crate::error::{Error, Result};
 use crate::format::meta::Loc;
@@ -62,22 +64,26 @@ impl FileTable {
         FileTable { vfs, layout, open: Mutex::new(HashMap::new()) }
     }
 
-    pub fn get(&self, seq: u64) -> Result<Arc<dyn VFile>> {
+    /// The open handle of commit file `seq`. `expected` gives the identity the latest state
+    /// knows for that number (asked only when the file is opened): a file that is unknown, gone
+    /// or holds another identity reads as [`Error::SnapshotTooOld`], because its number was
+    /// reclaimed (and perhaps reused by a paused writer's void file).
+    pub fn get(&self, seq: u64, expected: &dyn Fn(u64) -> Option<u64>) -> Result<Arc<dyn VFile>> {
         if let Some(f) = self.open.lock().get(&seq) {
             return Ok(f.clone());
         }
+        let Some(nonce) = expected(seq) else { return Err(Error::SnapshotTooOld(seq)) };
         let path = self.layout.commit(seq);
         let f = match self.vfs.open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::SnapshotTooOld(seq)),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let mut prefix = [0u8; record::FILE_PREFIX_LEN];
-        f.read_exact_at(&mut prefix, 0).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => Error::corrupt(&path, "file is shorter than its header"),
-            _ => Error::io(&path, e),
-        })?;
-        record::check_prefix(&path, &prefix, record::MAGIC_COMMIT)?;
+        let len = f.len().map_err(|e| Error::io(&path, e))?;
+        let header = super::catch_up::read_header(&path, &*f, record::MAGIC_COMMIT, len)?;
+        if header.nonce != nonce {
+            return Err(Error::SnapshotTooOld(seq));
+        }
         let mut open = self.open.lock();
         if open.len() >= MAX_OPEN {
             let victim = *open.keys().next().expect("non-empty");
@@ -91,20 +97,9 @@ impl FileTable {
         self.open.lock().remove(&seq);
     }
 
-    /// Reads and verifies one record; returns its tag and payload. A file that was reclaimed
-    /// (and maybe reused) under a reader's feet reads as [`Error::SnapshotTooOld`].
-    pub fn read_record(&self, loc: Loc) -> Result<(u8, Bytes)> {
-        match self.read_record_raw(loc) {
-            Err(Error::Corrupt { .. }) if !self.vfs.exists(&self.layout.commit(loc.seq)).unwrap_or(true) => {
-                self.forget(loc.seq);
-                Err(Error::SnapshotTooOld(loc.seq))
-            }
-            r => r,
-        }
-    }
-
-    fn read_record_raw(&self, loc: Loc) -> Result<(u8, Bytes)> {
-        let f = self.get(loc.seq)?;
+    /// Reads and verifies one record; returns its tag and payload.
+    pub fn read_record(&self, loc: Loc, expected: &dyn Fn(u64) -> Option<u64>) -> Result<(u8, Bytes)> {
+        let f = self.get(loc.seq, expected)?;
         let path = self.layout.commit(loc.seq);
         let mut buf = vec![0u8; loc.len as usize];
         f.read_exact_at(&mut buf, u64::from(loc.off)).map_err(|e| {
@@ -128,9 +123,17 @@ impl FileTable {
 
     /// Reads a record of kind `want` that belongs to node `id` and is at least `min` bytes;
     /// returns the payload after the node id.
-    fn read_node_record(&self, id: u64, loc: Loc, want: u8, min: usize, what: &str) -> Result<Bytes> {
+    fn read_node_record(
+        &self,
+        id: u64,
+        loc: Loc,
+        want: u8,
+        min: usize,
+        what: &str,
+        expected: &dyn Fn(u64) -> Option<u64>,
+    ) -> Result<Bytes> {
         let path = || self.layout.commit(loc.seq);
-        let (t, payload) = self.read_record(loc)?;
+        let (t, payload) = self.read_record(loc, expected)?;
         if t != want || payload.len() < 8 + min {
             return Err(Error::corrupt(path(), format!("record at offset {} is not a {what}", loc.off)));
         }
@@ -142,16 +145,21 @@ impl FileTable {
     }
 
     /// Reads and decodes the node image at `loc`, checking that it belongs to node `id`.
-    pub fn read_node(&self, id: u64, loc: Loc) -> Result<Node> {
-        let body = self.read_node_record(id, loc, tag::NODE, 0, "node image")?;
+    pub fn read_node(&self, id: u64, loc: Loc, expected: &dyn Fn(u64) -> Option<u64>) -> Result<Node> {
+        let body = self.read_node_record(id, loc, tag::NODE, 0, "node image", expected)?;
         Node::decode(&body)
             .map_err(|d| Error::corrupt(self.layout.commit(loc.seq), format!("node at offset {}: {d}", loc.off)))
     }
 
     /// Reads a delta record: its base location and its changes.
-    pub fn read_delta(&self, id: u64, loc: Loc) -> Result<(Loc, Vec<crate::format::node::DeltaEntry>)> {
+    pub fn read_delta(
+        &self,
+        id: u64,
+        loc: Loc,
+        expected: &dyn Fn(u64) -> Option<u64>,
+    ) -> Result<(Loc, Vec<crate::format::node::DeltaEntry>)> {
         let path = || self.layout.commit(loc.seq);
-        let payload = self.read_node_record(id, loc, tag::DELTA, 16, "leaf delta")?;
+        let payload = self.read_node_record(id, loc, tag::DELTA, 16, "leaf delta", expected)?;
         let base = Loc {
             seq: u64::from_le_bytes(payload[0..8].try_into().expect("8 bytes")),
             off: u32::from_le_bytes(payload[8..12].try_into().expect("4 bytes")),
@@ -163,8 +171,8 @@ impl FileTable {
     }
 
     /// Reads a blob record's value bytes.
-    pub fn read_blob(&self, loc: Loc) -> Result<Bytes> {
-        let (t, payload) = self.read_record(loc)?;
+    pub fn read_blob(&self, loc: Loc, expected: &dyn Fn(u64) -> Option<u64>) -> Result<Bytes> {
+        let (t, payload) = self.read_record(loc, expected)?;
         let bad = || Error::corrupt(self.layout.commit(loc.seq), format!("record at offset {} is not a blob", loc.off));
         if t != tag::BLOB {
             return Err(bad());
@@ -254,22 +262,13 @@ impl NodeCache {
     }
 }
 
-/// Whether `path`'s name is a temp file older than `max_age_ms` (names carry their creation time).
-pub(crate) fn stale_tmp(name: &str, now_ms: u64, max_age_ms: u64) -> bool {
-    // tmp names: <created_ms>-<writer:016x>-<seq>.tmp
-    name.ends_with(".tmp")
-        && name
-            .split('-')
-            .next()
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms)
-}
-
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// A fresh temp-file name. The writer id and a random suffix make it unique; nothing reads a
+/// time from it (hosts' clocks differ), see `recovery::TmpSweep`.
 pub(crate) fn tmp_name(dir: &Path, writer: u64, what: &str) -> PathBuf {
-    let r: u32 = rand::random();
-    dir.join(format!("{}-{writer:016x}-{what}-{r:08x}.tmp", now_ms()))
+    let r: u64 = rand::random();
+    dir.join(format!("{writer:016x}-{what}-{r:016x}.tmp"))
 }
