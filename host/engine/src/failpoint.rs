@@ -2,9 +2,13 @@
 //!
 //! `SOP_FAILPOINTS="name=pause:MS:PATH,..."` makes the process create `PATH` and sleep `MS`
 //! milliseconds when it reaches the named point, so a test can, say, `SIGSTOP` a writer that
-//! holds the commit lease right before it publishes. Unset (always, in production), a point
-//! costs one relaxed load.
+//! holds the commit lease right before it publishes. A thread can also install a hook
+//! ([`set_thread_hook`]) that runs at every point it reaches: the deterministic simulation uses
+//! it to hand control between simulated processes at each step of the protocol (and at every
+//! operation of the simulated file system). Unset (always, in production), a point costs one
+//! relaxed load and one thread-local check.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -31,8 +35,24 @@ fn points() -> &'static [Point] {
     })
 }
 
+thread_local! {
+    static HOOK: RefCell<Option<Box<dyn FnMut(&str)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `hook` at every pause point this thread reaches (`None` removes it). For tests.
+pub fn set_thread_hook(hook: Option<Box<dyn FnMut(&str)>>) {
+    HOOK.with(|h| *h.borrow_mut() = hook);
+}
+
 /// Pauses here if a test asked for it.
 pub(crate) fn hit(name: &str) {
+    HOOK.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut()
+            && let Some(f) = h.as_mut()
+        {
+            f(name);
+        }
+    });
     for p in points().iter().filter(|p| p.name == name) {
         if !p.marker.is_empty() {
             let _ = std::fs::write(&p.marker, std::process::id().to_string());

@@ -42,7 +42,8 @@ pub mod coord;
 mod db;
 mod error;
 mod ext;
-mod failpoint;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod format;
 pub mod keys;
 mod retry;

@@ -30,14 +30,14 @@ pub use check::{DbReport, StoreReport, VerifyReport};
 use nodes::{FileTable, Layout, NodeCache};
 use parking_lot::{Condvar, Mutex, RwLock};
 use space::Space;
-use validate::ConflictHistory;
-use writer::CommitQueue;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use validate::ConflictHistory;
+use writer::CommitQueue;
 
 /// How to open a database.
 #[derive(Clone)]

@@ -2,12 +2,12 @@
 //! writes against the commits made after its snapshot (`docs/PROTOCOL.md`, "Validate").
 
 use super::DbInner;
+use crate::CommitInfo;
 use crate::error::{Error, Result};
 use crate::format::meta::CommitMeta;
 use crate::format::node::IKey;
 use crate::state::State;
 use crate::txn::write_set::{CatalogOp, PendingTxn, ReadRange};
-use crate::CommitInfo;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Bound;
@@ -60,10 +60,7 @@ impl ConflictHistory {
     /// Appends the commit at `summary.seq` and forgets the ones no snapshot newer than
     /// `keep_after` needs.
     pub fn push(&mut self, summary: CommitSummary, keep_after: u64) {
-        debug_assert!(
-            self.entries.back().is_none_or(|c| c.seq + 1 == summary.seq),
-            "conflict history must stay dense"
-        );
+        debug_assert!(self.entries.back().is_none_or(|c| c.seq + 1 == summary.seq), "conflict history must stay dense");
         self.entries.push_back(Arc::new(summary));
         while self.entries.front().is_some_and(|c| c.seq <= keep_after) {
             let c = self.entries.pop_front().expect("front exists");
@@ -197,7 +194,8 @@ fn check_one(
                 )));
             }
         }
-        if batch.all.contains(&id) || batch.keys.get(&id).is_some_and(|keys| ranges.iter().any(|r| any_in_range(keys, r)))
+        if batch.all.contains(&id)
+            || batch.keys.get(&id).is_some_and(|keys| ranges.iter().any(|r| any_in_range(keys, r)))
         {
             return Err(Error::Conflict(format!(
                 "store {name:?}: a concurrent transaction in the same commit batch changed a key this one used"
@@ -206,7 +204,8 @@ fn check_one(
     }
     // Catalog consistency against the base plus earlier batch members.
     let mut local = catalog.clone();
-    let exists = |local: &HashMap<String, bool>, name: &str| *local.get(name).unwrap_or(&base.catalog.contains_key(name));
+    let exists =
+        |local: &HashMap<String, bool>, name: &str| *local.get(name).unwrap_or(&base.catalog.contains_key(name));
     for op in &t.catalog {
         match op {
             CatalogOp::Create { name, .. } => {

@@ -5,11 +5,10 @@
 //! commits the whole queue as one batch, with one file and one pair of flushes. See
 //! `docs/PROTOCOL.md` for the invariants each step keeps.
 
-use super::validate::StoreKeys;
 use super::catch_up::read_header;
 use super::nodes::tmp_name;
+use super::validate::StoreKeys;
 use super::{DbInner, View};
-use crate::txn::write_set::{CatalogOp, PendingTxn, WriteOp};
 use crate::error::{Error, Result};
 use crate::format::meta::{
     CatalogChange, CommitMeta, FileHeader, Handle, Loc, RegistryChange, StoreMeta, StoreWrites, ValuePlacement,
@@ -19,6 +18,7 @@ use crate::format::record::{self, MAGIC_COMMIT, tag};
 use crate::state::State;
 use crate::tree::NodeSource;
 use crate::tree::apply::{self, Mutation, Tagged};
+use crate::txn::write_set::{CatalogOp, PendingTxn, WriteOp};
 use crate::{CommitInfo, INLINE_VALUE_MAX};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -395,7 +395,6 @@ fn fill(results: &mut [Option<Result<CommitInfo>>], f: impl Fn(usize) -> Result<
         }
     }
 }
-
 
 /// The parts of a commit that [`DbInner::seal`] turns into a file.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! SOP's navigation API over one store.
 
-use super::{Store, ValSrc};
 use super::write_set::WriteOp;
+use super::{Store, ValSrc};
 use crate::error::{Error, Result};
 use crate::format::node::IKey;
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! Range iteration over a store, in either direction.
 
-use super::{Store, ValSrc};
 use super::write_set::WriteOp;
+use super::{Store, ValSrc};
 use crate::error::Result;
 use crate::format::node::IKey;
 use crate::tree::cursor::TreeCursor;

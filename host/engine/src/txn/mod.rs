@@ -17,7 +17,6 @@ pub use iter::Iter;
 pub use store::Store;
 
 use crate::db::{DbInner, View};
-use write_set::{CatalogOp, PendingTxn, ReadRange, RetiredReads, StoreWriteSet, WriteOp};
 use crate::error::{Error, Result};
 use crate::format::meta::{KeyOrder, StoreMeta, StoreOptions};
 use crate::format::node::{IKey, Node, Val};
@@ -29,6 +28,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
+use write_set::{CatalogOp, PendingTxn, ReadRange, RetiredReads, StoreWriteSet, WriteOp};
 
 /// A transaction. Read-only ones come from [`crate::Database::begin_read`], read-write ones
 /// from [`crate::Database::begin_write`] or [`crate::Database::transact`]. Dropping a

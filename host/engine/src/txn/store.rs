@@ -1,7 +1,7 @@
 //! A store as seen through one transaction: point reads and writes, batches, counts.
 
-use super::{Cursor, Iter, Transaction, ValSrc};
 use super::write_set::WriteOp;
+use super::{Cursor, Iter, Transaction, ValSrc};
 use crate::error::{Error, Result};
 use crate::format::meta::StoreOptions;
 use crate::format::node::IKey;

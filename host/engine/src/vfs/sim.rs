@@ -368,7 +368,7 @@ impl SimVfs {
 
 impl Vfs for SimVfs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         if s.crashed {
             return Err(crash_error());
         }
@@ -390,7 +390,7 @@ impl Vfs for SimVfs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let s = self.state.lock();
+        let s = lock(&self.state);
         let path = normalise(path);
         let dir = s.dirs.get(&path).ok_or_else(|| not_found(&path))?;
         let mut names: Vec<String> = dir.volatile.keys().cloned().collect();
@@ -400,7 +400,7 @@ impl Vfs for SimVfs {
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         let ino = s.lookup(path)?;
         s.inode_mut(ino)?.open += 1;
         drop(s);
@@ -408,7 +408,7 @@ impl Vfs for SimVfs {
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         let ino = s.lookup(path)?;
         s.inode_mut(ino)?.open += 1;
         drop(s);
@@ -416,7 +416,7 @@ impl Vfs for SimVfs {
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
-        let mut guard = self.state.lock();
+        let mut guard = lock(&self.state);
         let s = &mut *guard;
         s.begin_op()?;
         if s.is_dir(path) {
@@ -436,7 +436,7 @@ impl Vfs for SimVfs {
     }
 
     fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         let ino = s.lookup(from)?;
         if s.is_dir(to) {
@@ -452,7 +452,7 @@ impl Vfs for SimVfs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         let ino = s.lookup(from)?;
         if s.is_dir(to) {
@@ -472,7 +472,7 @@ impl Vfs for SimVfs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         let ino = s.lookup(path)?;
         let (parent, name) = split(path)?;
@@ -482,7 +482,7 @@ impl Vfs for SimVfs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         let path = normalise(path);
         let dir = s.dir_mut(&path)?;
@@ -497,9 +497,16 @@ impl Vfs for SimVfs {
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        let s = self.state.lock();
+        let s = lock(&self.state);
         Ok(s.is_dir(path) || s.lookup(path).is_ok())
     }
+}
+
+/// Locks the file system for one operation, first giving a simulation's scheduler the chance
+/// to run another simulated process (outside the lock, so nobody waits on it).
+fn lock(state: &Mutex<State>) -> parking_lot::MutexGuard<'_, State> {
+    crate::failpoint::hit("vfs");
+    state.lock()
 }
 
 /// A handle on one inode; it stays usable after the inode loses all its names.
@@ -511,7 +518,7 @@ struct SimFile {
 
 impl VFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         let data = &s.inode_mut(self.ino)?.volatile;
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
         let n = buf.len().min(data.len() - start);
@@ -520,7 +527,7 @@ impl VFile for SimFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         if !self.writable {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"));
@@ -536,7 +543,7 @@ impl VFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         let failed = std::mem::take(&mut s.fail_next_sync);
         let inode = s.inode_mut(self.ino)?;
@@ -555,7 +562,7 @@ impl VFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         s.begin_op()?;
         if !self.writable {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"));
@@ -568,7 +575,7 @@ impl VFile for SimFile {
     }
 
     fn len(&self) -> io::Result<u64> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state);
         Ok(s.inode_mut(self.ino)?.volatile.len() as u64)
     }
 }
