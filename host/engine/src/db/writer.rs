@@ -541,6 +541,7 @@ impl DbInner {
                 if self.file_identity(&target)? != Some(nonce) {
                     return Ok(Publish::Rebase);
                 }
+                let _ = self.vfs.remove_file(tmp);
             }
             // Our temp file was swept while we were paused: nothing was published.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Publish::Rebase),

@@ -73,6 +73,8 @@ struct State {
     crash_at: Option<u64>,
     crashed: bool,
     fail_next_sync: bool,
+    /// The next `link` succeeds but reports `AlreadyExists` (an NFS retransmission).
+    echo_next_link: bool,
 }
 
 fn crash_error() -> io::Error {
@@ -243,6 +245,12 @@ impl SimVfs {
     pub fn crash_after(&self, n: u64) {
         let mut s = self.state.lock();
         s.crash_at = Some(s.op_count + n);
+    }
+
+    /// Makes the next `link` create the name and still report `AlreadyExists`, as a link
+    /// retransmitted over NFS does after the first attempt succeeded.
+    pub fn echo_next_link(&self) {
+        self.state.lock().echo_next_link = true;
     }
 
     /// Makes the next `sync_data` or `sync_dir` fail with "simulated fsync failure". A failing
@@ -448,6 +456,9 @@ impl Vfs for SimVfs {
             return Err(error(io::ErrorKind::AlreadyExists, to, "file exists"));
         }
         dir.volatile.insert(name, ino);
+        if std::mem::take(&mut s.echo_next_link) {
+            return Err(error(io::ErrorKind::AlreadyExists, to, "file exists (retransmitted link)"));
+        }
         Ok(())
     }
 
