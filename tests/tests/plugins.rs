@@ -141,6 +141,28 @@ fn json_field_orders_by_the_id_field() {
     assert_eq!(e.keys("docs").len(), keys.len());
 }
 
+/// The example plugin of `guest-sdk/README.md` keeps its promise: keys in the order of their
+/// last word, then of the whole key ("Cy Adams, Ann Lee, Bo Leeds"); a last word that is a
+/// prefix of another sorts first whatever precedes it ("zoe Lee" before "Bo Leeds").
+#[test]
+fn last_word_orders_by_the_last_word_then_the_whole_key() {
+    let e = env();
+    e.install("last-word", "last-word");
+    e.store_with_order("people", "last-word");
+    let keys = ["Bo Leeds", "zoe Lee", "Ann Lee", "Cher", "Cy Adams"];
+    e.db.transact(|tx| tx.open_store("people")?.upsert_many(keys.iter().map(|k| (k.as_bytes(), b"v")))).unwrap();
+    let got: Vec<String> = e.keys("people").into_iter().map(|k| String::from_utf8(k).unwrap()).collect();
+    assert_eq!(got, ["Cy Adams", "Cher", "Ann Lee", "zoe Lee", "Bo Leeds"]);
+    let tx = e.db.begin_read().unwrap();
+    assert!(tx.open_store("people").unwrap().get(b"zoe Lee").unwrap().is_some());
+    drop(tx);
+    // A key it cannot read as text is refused with its reason, and nothing changes.
+    let err = e.db.transact(|tx| tx.open_store("people")?.upsert(b"\xff lee", b"v")).unwrap_err();
+    assert!(matches!(PluginError::find(&err), Some(PluginError::Guest { .. })), "{err:?}");
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
+    assert_eq!(e.keys("people").len(), keys.len());
+}
+
 #[test]
 fn validator_rejects_bad_writes_with_reasons_and_writes_nothing() {
     let e = env();

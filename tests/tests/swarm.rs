@@ -9,28 +9,72 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Worker {
-    redis: String,
+    /// The swarm's Redis; `None` for an embedded worker.
+    redis: Option<String>,
     dir: std::path::PathBuf,
     extra: Vec<String>,
 }
 
 impl Worker {
     fn new(redis: &RedisServer, dir: &Path) -> Worker {
-        Worker { redis: redis.url(), dir: dir.to_path_buf(), extra: Vec::new() }
+        Worker { redis: Some(redis.url()), dir: dir.to_path_buf(), extra: Vec::new() }
+    }
+
+    fn embedded(dir: &Path) -> Worker {
+        Worker { redis: None, dir: dir.to_path_buf(), extra: Vec::new() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sop-worker"));
+        if let Some(url) = &self.redis {
+            c.args(["--redis", url]);
+        }
+        c.args(&self.extra).arg(&self.dir).args(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
     }
 
     fn spawn_env(&self, args: &[&str], env: &[(&str, String)]) -> Child {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sop-worker"));
-        c.args(["--redis", &self.redis]).args(&self.extra).arg(&self.dir).args(args);
+        let mut c = self.command(args);
         for (k, v) in env {
             c.env(k, v);
         }
-        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn worker")
+        c.spawn().expect("spawn worker")
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
         self.spawn_env(args, &[])
     }
+
+    /// A worker that keeps the database open until the returned guard is dropped.
+    fn hold(&self) -> Held {
+        let mut child = self.command(&["hold"]).stdin(Stdio::piped()).spawn().expect("spawn worker");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
+        assert_eq!(line.trim(), "holding", "the holding worker did not open the database");
+        Held(Some(child))
+    }
+}
+
+/// Ends its worker's hold (by closing its stdin) when dropped.
+struct Held(Option<Child>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a worker that must be refused because the folder is in use in `other` mode.
+fn refused(w: &Worker, other: &str) {
+    let out = w.spawn(&["incr", "1"]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a worker opened a folder in {other} use: {err}");
+    assert!(err.contains(&format!("open in {other} mode by another process")), "unclear refusal: {err}");
 }
 
 /// Waits for a worker; returns (commits, conflicts, merges, successes).
@@ -43,12 +87,15 @@ fn finish(c: Child) -> (u64, u64, u64, u64) {
 }
 
 fn open(redis: &RedisServer, dir: &Path) -> Database {
+    try_open(redis, dir).unwrap()
+}
+
+fn try_open(redis: &RedisServer, dir: &Path) -> sop::Result<Database> {
     let coord = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(redis.url(), "sop")).unwrap();
     Database::open_with(
         dir,
         DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..DbOptions::default() },
     )
-    .unwrap()
 }
 
 fn counter(db: &Database) -> u64 {
@@ -307,19 +354,30 @@ fn list_append_checker_catches_a_planted_bug() {
 fn embedded_and_swarm_users_of_one_folder_exclude_each_other() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::new(&redis, dir.path());
-    // An embedded process (this one) has the folder open: a swarm process must be refused.
-    let embedded =
-        Database::open_with(dir.path(), DbOptions { create_if_missing: true, ..Default::default() }).unwrap();
-    let out = w.spawn(&["incr", "1"]).wait_with_output().unwrap();
-    assert!(!out.status.success(), "a swarm process opened a folder in embedded use");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("embedded mode"), "unclear refusal: {err}");
-    drop(embedded);
-    // Once it is gone, the same folder joins the swarm, and comes back to embedded use later.
-    finish(w.spawn(&["incr", "1"]));
-    let db = Database::open(dir.path()).unwrap();
-    assert_eq!(counter(&db), 1);
+    let (swarm, embedded) = (Worker::new(&redis, dir.path()), Worker::embedded(dir.path()));
+    let mode_conflict = |r: sop::Result<Database>, other: &str| match r {
+        Err(Error::ModeConflict { other: o, .. }) if o == other => {}
+        Err(e) => panic!("expected a mode conflict with {other} use, got {e:?}"),
+        Ok(_) => panic!("opened a folder in {other} use"),
+    };
+
+    // An embedded process has the folder open: swarm users are refused, embedded ones share it.
+    {
+        let _held = embedded.hold();
+        refused(&swarm, "embedded");
+        mode_conflict(try_open(&redis, dir.path()), "embedded");
+        finish(embedded.spawn(&["incr", "1"]));
+    }
+    // A swarm process has it open: embedded users are refused, swarm ones share it.
+    {
+        let _held = swarm.hold();
+        refused(&embedded, "cluster");
+        mode_conflict(Database::open(dir.path()), "cluster");
+        finish(swarm.spawn(&["incr", "1"]));
+    }
+    // Once both are gone, the same files serve either mode.
+    assert_eq!(counter(&open(&redis, dir.path())), 2);
+    assert_eq!(counter(&Database::open(dir.path()).unwrap()), 2);
 }
 
 /// Plugins in the swarm: processes coordinating through Redis all load the key order and

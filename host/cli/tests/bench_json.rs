@@ -1,8 +1,12 @@
-//! `sop bench --json` end to end on a small workload: one well-formed JSON object on stdout
-//! with every engine and phase. Checks shape and sanity only, never timing.
+//! `sop bench --json` and `sop bench swarm --json` end to end on small workloads: one
+//! well-formed JSON object on stdout with the documented keys. Checks shape and sanity only,
+//! never timing.
 
+mod common;
+
+use common::{fails, ok};
 use serde_json::Value;
-use std::process::Command;
+use sop_tests::redis_server::RedisServer;
 
 const PHASES: [&str; 6] = ["insert", "read", "scan", "update", "delete", "commit1"];
 
@@ -11,29 +15,35 @@ const ENGINES: &[&str] = &["sop", "redb", "lmdb", "fjall", "sqlite"];
 #[cfg(not(feature = "peers"))]
 const ENGINES: &[&str] = &["sop"];
 
+/// Parses stdout, which must be exactly one JSON object.
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"))
+}
+
+fn is_rate(x: &Value) -> bool {
+    x.as_f64().is_some_and(|x| x.is_finite() && x > 0.0)
+}
+
+fn assert_empty(dir: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).expect("read dir").collect();
+    assert!(left.is_empty(), "left behind in --dir: {left:?}");
+}
+
 #[test]
 fn bench_json_has_every_engine_and_phase() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_sop"))
-        .args(["bench", "--json", "--n", "2000", "--batch", "100", "--single", "50", "--engines"])
-        .arg(ENGINES.join(","))
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .expect("run sop bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sop bench failed: {stderr}");
-
-    // stdout is exactly one JSON object.
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let (node, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let engines = ENGINES.join(",");
+    let d = dir.path().to_str().unwrap();
+    let args =
+        ["bench", "--json", "--n", "2000", "--batch", "100", "--single", "50", "--engines", &engines, "--dir", d];
+    let v = json(&ok(node.path(), &args));
     let w = &v["workload"];
     assert_eq!(w["n"], 2000);
     assert_eq!(w["batch"], 100);
     assert_eq!(w["single"], 50);
     assert_eq!(w["value_size"], 100);
     assert_eq!(w["slot_length"], 64);
-    assert!(v["fsync_per_s"].as_f64().is_some_and(|x| x > 0.0), "fsync_per_s: {}", v["fsync_per_s"]);
+    assert!(is_rate(&v["fsync_per_s"]), "fsync_per_s: {}", v["fsync_per_s"]);
 
     let engines = v["engines"].as_object().expect("engines is an object");
     assert_eq!(engines.len(), ENGINES.len(), "engines: {:?}", engines.keys().collect::<Vec<_>>());
@@ -41,23 +51,41 @@ fn bench_json_has_every_engine_and_phase() {
         let e = engines.get(*name).unwrap_or_else(|| panic!("{name} is missing"));
         assert_eq!(e.as_object().map(|o| o.len()), Some(PHASES.len() + 1), "{name} has other fields: {e}");
         for field in PHASES.iter().chain(&["peak_rss_mb"]) {
-            let x = e[*field].as_f64();
-            assert!(x.is_some_and(|x| x.is_finite() && x > 0.0), "{name}.{field} = {}", e[*field]);
+            assert!(is_rate(&e[*field]), "{name}.{field} = {}", e[*field]);
         }
     }
-
     // The run cleans up after itself.
-    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
-    assert!(left.is_empty(), "left behind in --dir: {left:?}");
+    assert_empty(dir.path());
 }
 
 #[test]
 fn bench_rejects_bad_flags_with_one_sentence() {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_sop")).args(["bench", "--json", "--n", "0"]).output().expect("run sop bench");
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing on stdout on error");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: ") && stderr.contains("--n"), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let node = tempfile::tempdir().unwrap();
+    let printed = fails(node.path(), &["bench", "--json", "--n", "0"]);
+    // stdout comes first in what `fails` returns: it is empty.
+    assert!(printed.starts_with("error: ") && printed.contains("--n"), "{printed}");
+}
+
+#[test]
+fn bench_swarm_json_has_a_run_per_process_count() {
+    let redis = RedisServer::start();
+    // Without Redis the processes share the folder alone; with it, they coordinate (the
+    // documented setup).
+    for url in [None, Some(redis.url())] {
+        let (node, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut args = url.as_deref().map_or(vec![], |u| vec!["--redis", u]);
+        let d = dir.path().to_str().unwrap();
+        args.extend(["bench", "swarm", "--json", "--procs", "1,2", "--threads", "2", "--items", "30", "--dir", d]);
+        let v = json(&ok(node.path(), &args));
+        let runs = v["runs"].as_array().unwrap_or_else(|| panic!("no runs: {v}"));
+        let procs: Vec<u64> = runs.iter().map(|r| r["procs"].as_u64().unwrap()).collect();
+        assert_eq!(procs, [1, 2], "{v}");
+        for r in runs {
+            let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys, ["procs", "commits_per_s", "items_per_s", "merges", "conflicts"], "{r}");
+            assert!(is_rate(&r["commits_per_s"]) && is_rate(&r["items_per_s"]), "{r}");
+            assert!(r["merges"].is_u64() && r["conflicts"].is_u64(), "{r}");
+        }
+        assert_empty(dir.path());
+    }
 }

@@ -1,36 +1,9 @@
 //! Plugins across processes, through the CLI: one process installs, others (with their own
 //! compile caches, as on other nodes) load the plugins from the database and use them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn plugins() -> PathBuf {
-    let root = sop_plugin_build::repo_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    sop_plugin_build::build(&root, &target).expect("build the plugins")
-}
-
-/// Runs `sop` as a separate process on "node" `cache` (its private compile cache).
-fn sop(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sop"))
-        .env("SOP_WASM_CACHE", cache)
-        .env_remove("SOP_REDIS_URL")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(cache: &Path, args: &[&str]) -> String {
-    let o = sop(cache, args);
-    assert!(o.status.success(), "sop {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(cache: &Path, args: &[&str]) -> String {
-    let o = sop(cache, args);
-    assert!(!o.status.success(), "sop {args:?} should fail; printed {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8(o.stderr).unwrap()
-}
+use common::{fails, ok, plugins};
 
 #[test]
 fn one_process_installs_the_others_use() {

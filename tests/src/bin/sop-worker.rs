@@ -10,6 +10,7 @@
 //! | `bank ID TRANSFERS LOG` | random transfers (transact) and read-only snapshots (logged) |
 //! | `append ID TXNS KEYS LOG` | list-append transactions, each logged as invoked and finished |
 //! | `phantom ID RANGES` | per range: scan it, insert into it only if empty |
+//! | `hold` | prints `holding` once the database is open, and keeps it open until stdin closes |
 //! | `plugin-writer ID N` | writes store `names` (a Wasm key order and validator): N valid rows in batches of 10, a shared key in this worker's own case, and every 10th batch an invalid row that must be rejected |
 //!
 //! `--skip-validation` plants a bug (commits skip conflict checks) to prove the checkers catch it.
@@ -113,6 +114,11 @@ fn run() -> Result<String, String> {
     let mut rejected = 0u64;
     let mut rng = rand::rng();
     match cmd.as_str() {
+        "hold" => {
+            println!("holding");
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
+            std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
+        }
         "plugin-writer" => {
             let (id, n): (u64, u64) = (arg(args, 2)?, arg(args, 3)?);
             let host = sop_wasm::PluginHost::new(Default::default()).map_err(|e| e.to_string())?;
