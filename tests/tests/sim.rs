@@ -9,7 +9,7 @@
 //! that failed is there; and a read that began after an append was acknowledged sees it
 //! (real-time order).
 //!
-//! `SOP_SIM_SEEDS=N` runs N seeds (CI: 24); `SOP_SIM_SEED=S` replays one seed. The schedule
+//! `SOP_SIM_SEEDS=N` runs N seeds (CI: 200); `SOP_SIM_SEED=S` replays one seed. The schedule
 //! depends only on the seed; the engine's random ids do not change which steps exist.
 
 use parking_lot::{Condvar, Mutex};
@@ -290,7 +290,7 @@ fn simulated_processes_lose_nothing_whatever_the_schedule() {
     let seeds: Vec<u64> = match std::env::var("SOP_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SOP_SIM_SEED is a number")],
         Err(_) => {
-            let n = std::env::var("SOP_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+            let n = std::env::var("SOP_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
             (1..=n).collect()
         }
     };

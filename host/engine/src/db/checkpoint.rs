@@ -9,7 +9,6 @@
 
 use super::DbInner;
 use super::catch_up::read_header;
-use super::nodes::tmp_name;
 use crate::error::{Error, Result};
 use crate::format::meta::{ChainWindow, CheckpointBody, FileHeader};
 use crate::format::record::{self, MAGIC_CHECKPOINT, tag};
@@ -45,24 +44,17 @@ impl DbInner {
         record::put_record(&mut buf, tag::CHAIN, &postcard::to_allocvec(&chain).expect("chain serialises"));
         record::put_record(&mut buf, tag::CHECKPOINT, &postcard::to_allocvec(&body).expect("body serialises"));
         let dir = self.layout.checkpoints();
-        let tmp = tmp_name(&self.layout.tmp(), self.writer, "ckpt");
-        let fail = |e: io::Error, p: &std::path::Path| self.poison(&Error::io(p, e));
-        let f = self.vfs.create_new(&tmp).map_err(|e| fail(e, &tmp))?;
-        f.write_at(&buf, 0).map_err(|e| fail(e, &tmp))?;
-        f.sync_data().map_err(|e| fail(e, &tmp))?;
-        drop(f);
         let target = self.layout.checkpoint(st.seq);
-        match self.vfs.publish(&tmp, &target) {
+        match self.vfs.put_new(&target, &buf) {
             Ok(()) => {}
             // Another process checkpointed the same commit: the same state, so keep theirs.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = self.vfs.remove_file(&tmp);
+                self.vfs.persist_name(&target).map_err(|e| self.poison(&Error::io(&target, e)))?;
             }
-            // Our temp file was swept while we were paused: no checkpoint this time.
+            // Our work file was swept while we were paused: no checkpoint this time.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(fail(e, &target)),
+            Err(e) => return Err(self.poison(&Error::io(&target, e))),
         }
-        self.vfs.sync_dir(&dir).map_err(|e| fail(e, &dir))?;
         {
             let mut sp = self.space.lock();
             sp.last_checkpoint = sp.last_checkpoint.max(st.seq);

@@ -21,6 +21,15 @@ impl DbInner {
     /// Relocates the live records of mostly-dead files into one new commit. Returns whether a
     /// relocation was published.
     pub(super) fn compact(&self) -> Result<bool> {
+        match self.relocate() {
+            // A file we meant to copy from was reclaimed by another process: our state was
+            // behind; try again another time.
+            Err(Error::SnapshotTooOld(_)) => Ok(false),
+            r => r,
+        }
+    }
+
+    fn relocate(&self) -> Result<bool> {
         const BUDGET: u64 = 32 << 20;
         let base = self.current();
         let victims: HashSet<u64> = {
@@ -118,7 +127,7 @@ impl DbInner {
                 Ok(true)
             }
             // Someone else committed meanwhile (or a file we read went away): try another time.
-            Ok(Publish::Rebase) | Err(Error::SnapshotTooOld(_)) => Ok(false),
+            Ok(Publish::Rebase) => Ok(false),
             Err(e) => Err(e),
         }
     }

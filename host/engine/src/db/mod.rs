@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use space::Space;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -494,21 +494,14 @@ fn create_header(vfs: &dyn Vfs, layout: &Layout) -> Result<[u8; 16]> {
     let mut buf = Vec::new();
     record::begin_file(&mut buf, MAGIC_DB);
     record::put_record(&mut buf, tag::HEADER, &postcard::to_allocvec(&header).expect("header serialises"));
-    // A unique temp name: several processes may create the same database at once.
-    let tmp: PathBuf = root.join(format!("sop.db.{:016x}.tmp", rand::random::<u64>()));
-    let f = vfs.create_new(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_at(&buf, 0).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_data().map_err(|e| Error::io(&tmp, e))?;
-    // link, not rename: two processes creating at once must not both believe they won.
-    match vfs.link(&tmp, &layout.header()) {
+    // Create-if-absent: two processes creating the same database at once must not both
+    // believe they won.
+    match vfs.put_new(&layout.header(), &buf) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let _ = vfs.remove_file(&tmp);
             return read_header(vfs, layout)?.map(|h| h.db_id).ok_or_else(|| Error::NotADatabase(root.clone()));
         }
         Err(e) => return Err(Error::io(layout.header(), e)),
     }
-    let _ = vfs.remove_file(&tmp);
-    vfs.sync_dir(root).map_err(|e| Error::io(root, e))?;
     Ok(header.db_id)
 }

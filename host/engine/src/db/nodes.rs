@@ -11,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The folder layout of a database.
@@ -264,11 +264,4 @@ impl NodeCache {
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// A fresh temp-file name. The writer id and a random suffix make it unique; nothing reads a
-/// time from it (hosts' clocks differ), see `recovery::TmpSweep`.
-pub(crate) fn tmp_name(dir: &Path, writer: u64, what: &str) -> PathBuf {
-    let r: u64 = rand::random();
-    dir.join(format!("{writer:016x}-{what}-{r:016x}.tmp"))
 }

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 impl DbInner {
@@ -38,32 +39,34 @@ impl DbInner {
         }
     }
 
-    /// Removes temp files that stayed in `tmp/` for [`crate::DbOptions::stale_tmp_after`], as
-    /// measured by this process's own clock between two sweeps. A writer's temp file lives for
-    /// one commit; one still there that long later belongs to a dead (or very paused) writer.
-    /// Removing a paused writer's file only makes its publication fail and retry.
+    /// Removes work files (`*.tmp`, written by [`crate::vfs::Vfs::put_new`] beside the file
+    /// being created, or by older versions in `tmp/`) that this process has seen for
+    /// [`crate::DbOptions::stale_tmp_after`], measured by its own clock between two sweeps. A
+    /// work file lives for one publication; one still there that long later belongs to a dead
+    /// (or very paused) writer. Removing a paused writer's file only makes its publication
+    /// fail and retry. Runs when no publication of this handle is in flight.
     pub(crate) fn sweep_tmp(&self) -> Result<()> {
-        let dir = self.layout.tmp();
-        let names = self.vfs.list_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mine = format!("{:016x}-", self.writer);
-        let stale: Vec<String> = {
+        let mut present = Vec::new();
+        for dir in [self.layout.commits(), self.layout.checkpoints(), self.layout.tmp()] {
+            let names = self.vfs.list_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            present.extend(names.into_iter().filter(|n| n.ends_with(".tmp")).map(|n| dir.join(n)));
+        }
+        let stale: Vec<PathBuf> = {
             let mut seen = self.tmp_seen.seen.lock();
             let now = Instant::now();
-            seen.retain(|n, _| names.contains(n));
-            names
+            seen.retain(|p, _| present.contains(p));
+            present
                 .into_iter()
-                .filter(|n| n.ends_with(".tmp") && !n.starts_with(&mine))
-                .filter(|n| now.duration_since(*seen.entry(n.clone()).or_insert(now)) >= self.opts.stale_tmp_after)
+                .filter(|p| now.duration_since(*seen.entry(p.clone()).or_insert(now)) >= self.opts.stale_tmp_after)
                 .collect()
         };
-        for n in stale {
-            let p = dir.join(&n);
+        for p in stale {
             match self.vfs.remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(p, e)),
             }
-            self.tmp_seen.seen.lock().remove(&n);
+            self.tmp_seen.seen.lock().remove(&p);
         }
         Ok(())
     }
@@ -72,7 +75,7 @@ impl DbInner {
 /// When this process first saw each foreign temp file.
 #[derive(Default)]
 pub(crate) struct TmpSweep {
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<HashMap<PathBuf, Instant>>,
 }
 
 /// Default for [`crate::DbOptions::stale_tmp_after`].

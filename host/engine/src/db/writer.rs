@@ -6,7 +6,6 @@
 //! `docs/PROTOCOL.md` for the invariants each step keeps.
 
 use super::catch_up::read_header;
-use super::nodes::tmp_name;
 use super::validate::StoreKeys;
 use super::{DbInner, View};
 use crate::error::{Error, Result};
@@ -23,7 +22,7 @@ use crate::{CommitInfo, INLINE_VALUE_MAX};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -75,10 +74,10 @@ impl DbInner {
                 drop(q);
                 let guard = LeaderGuard(self);
                 self.run_batch(&batch);
-                if let Err(e) = self.maintenance(false) {
-                    // Maintenance failures never undo a published commit; a failed sync poisons.
-                    self.poison(&e);
-                }
+                // Upkeep after the batch never undoes a published commit. A failed write or sync
+                // has poisoned the handle where it happened; anything else (a file another
+                // process reclaimed meanwhile) only postpones the upkeep to the next batch.
+                let _ = self.maintenance(false);
                 drop(guard);
                 q = self.queue.lock();
                 continue;
@@ -463,13 +462,11 @@ impl DbInner {
             // Record offsets are 32-bit; nothing was written, the handle stays healthy.
             return Err(Error::CommitTooLarge { bytes: buf.len() as u64 });
         }
-        let tmp = self.write_tmp(seq, &buf)?;
         crate::failpoint::hit("before-publish");
         // From the publication to the install nobody else may change the in-memory state, or
         // a catch-up could apply our own file before we install it.
         let _apply = self.apply_lock.lock();
-        if self.current().seq != base.seq || self.publish(seq, nonce, &tmp)? == Publish::Rebase {
-            let _ = self.vfs.remove_file(&tmp);
+        if self.current().seq != base.seq || self.publish(seq, nonce, &buf)? == Publish::Rebase {
             return Ok(Publish::Rebase);
         }
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -517,50 +514,37 @@ impl DbInner {
         (buf, nonce)
     }
 
-    /// Writes `buf` to a new temp file and makes it durable. Any failure poisons the handle.
-    fn write_tmp(&self, seq: u64, buf: &[u8]) -> Result<PathBuf> {
-        let tmp = tmp_name(&self.layout.tmp(), self.writer, &seq.to_string());
-        let fail = |e: io::Error| self.poison(&Error::io(&tmp, e));
-        let f = self.vfs.create_new(&tmp).map_err(fail)?;
-        f.write_at(buf, 0).map_err(fail)?;
-        f.sync_data().map_err(fail)?;
-        Ok(tmp)
-    }
-
-    /// Publishes a synced temp file as commit `seq` with a create-if-absent, checks that the
-    /// number was really free, then makes the name durable. Call with the apply lock held.
-    /// An I/O failure poisons the handle.
-    fn publish(&self, seq: u64, nonce: u64, tmp: &Path) -> Result<Publish> {
-        let fail = |e: io::Error, p: &Path| self.poison(&Error::io(p, e));
+    /// Publishes the commit file as `seq` with a create-if-absent, checks that the number was
+    /// really free, and reports whether it counts. Call with the apply lock held. An I/O
+    /// failure poisons the handle.
+    fn publish(&self, seq: u64, nonce: u64, buf: &[u8]) -> Result<Publish> {
         let target = self.layout.commit(seq);
-        match self.vfs.publish(tmp, &target) {
+        match self.vfs.put_new(&target, buf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Over NFS a retransmitted link can report EEXIST after it succeeded: the name
-                // is ours if it holds our identity.
+                // A retried create can report EEXIST after it succeeded (NFS retransmits a
+                // link; an object store's conditional PUT times out but lands): the name is
+                // ours if it holds our identity.
                 if self.file_identity(&target)? != Some(nonce) {
                     return Ok(Publish::Rebase);
                 }
-                let _ = self.vfs.remove_file(tmp);
+                self.vfs.persist_name(&target).map_err(|e| self.poison(&Error::io(&target, e)))?;
             }
-            // Our temp file was swept while we were paused: nothing was published.
+            // Our work file was swept while we were paused: nothing was published.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Publish::Rebase),
-            Err(e) => return Err(fail(e, &target)),
+            Err(e) => return Err(self.poison(&Error::io(&target, e))),
         }
         crate::failpoint::hit("after-publish");
         match self.chain_verdict(seq, nonce)? {
-            ChainVerdict::OnChain => {}
+            ChainVerdict::OnChain => Ok(Publish::Done),
             ChainVerdict::Void => {
                 // Nobody follows a void file (readers check checkpoints after reading), so
                 // removing it is tidiness, not safety.
                 let _ = self.vfs.remove_file(&target);
-                return Ok(Publish::Rebase);
+                Ok(Publish::Rebase)
             }
-            ChainVerdict::Unknown => return Err(Error::CommitUnknown { seq }),
+            ChainVerdict::Unknown => Err(Error::CommitUnknown { seq }),
         }
-        let dir = self.layout.commits();
-        self.vfs.sync_dir(&dir).map_err(|e| fail(e, &dir))?;
-        Ok(Publish::Done)
     }
 
     /// `seq` was free when we created it. It was never used, or it was used, covered by a
@@ -568,17 +552,24 @@ impl DbInner {
     /// second leaves a checkpoint at or above `seq` that existed before our create; a
     /// checkpoint written after it (by a process that read our file) lists our identity.
     fn chain_verdict(&self, seq: u64, nonce: u64) -> Result<ChainVerdict> {
-        for c in self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= seq) {
-            match self.checkpoint_chain(c)? {
-                Some(w) => match w.nonce_at(seq) {
-                    Some(n) if n == nonce => return Ok(ChainVerdict::OnChain),
-                    Some(_) => return Ok(ChainVerdict::Void),
-                    None => return Ok(ChainVerdict::Unknown),
-                },
-                None => continue, // removed meanwhile; a newer one exists
+        loop {
+            let covering: Vec<u64> =
+                self.list_seqs(&self.layout.checkpoints(), "ckpt")?.into_iter().filter(|&c| c >= seq).collect();
+            if covering.is_empty() {
+                return Ok(ChainVerdict::OnChain);
             }
+            for c in covering {
+                // A checkpoint removed since the listing has newer ones; try the next.
+                let Some(w) = self.checkpoint_chain(c)? else { continue };
+                return Ok(match w.nonce_at(seq) {
+                    Some(n) if n == nonce => ChainVerdict::OnChain,
+                    Some(_) => ChainVerdict::Void,
+                    None => ChainVerdict::Unknown,
+                });
+            }
+            // Every checkpoint we listed was replaced while we read: list again. (Concluding
+            // "no checkpoint covers it" here would accept a void file.)
         }
-        Ok(ChainVerdict::OnChain)
     }
 
     /// The identity in a commit file's header; `None` if the file is gone.

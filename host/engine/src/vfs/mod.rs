@@ -4,10 +4,14 @@
 //! [`StdVfs`]; tests use [`SimVfs`], which keeps separate volatile and durable images so it
 //! can simulate a power cut at any write or sync point and inject I/O errors.
 //!
-//! The trait is deliberately small: the commit protocol needs exclusive publication
-//! (`link`, which fails if the target exists), whole-file durability (`sync_data`) and
-//! directory-entry durability (`sync_dir`). Nothing relies on mmap, advisory locks or
-//! `O_APPEND`, so the same calls are meaningful on a shared file system.
+//! The engine itself needs only what an object store offers: [`Vfs::put_new`] (create a file
+//! with given bytes, durably, failing if it exists: the commit point), whole or ranged reads
+//! of files that never change once created, listing and removal. It never rewrites or renames
+//! published data and never syncs a directory itself. How `put_new` is made durable and
+//! exclusive on a local or shared file system (a temp file, `fdatasync`, an exclusive rename,
+//! `fsync` of the directory) lives in its default implementation, built from the lower-level
+//! calls below; an object store implements it as a conditional PUT. Nothing relies on mmap
+//! or `O_APPEND`, so the same calls are meaningful on a shared file system.
 
 mod sim;
 mod std_fs;
@@ -93,6 +97,37 @@ pub trait Vfs: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Creates `path` holding exactly `data`, durably, or fails with `AlreadyExists` if
+    /// `path` exists. On `Ok` the file and its name survive a crash. `NotFound` means the work
+    /// file vanished underneath (another process swept it): nothing was created. The default
+    /// writes a work file `.<name>.<random>.tmp` beside `path`, syncs it, publishes it with
+    /// [`Vfs::publish`] and syncs the directory. After a failure other than these two, the
+    /// caller cannot know what reached the disk.
+    fn put_new(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let f = self.create_new(&tmp)?;
+        let written = f.write_at(data, 0).and_then(|()| f.sync_data());
+        drop(f);
+        if let Err(e) = written {
+            let _ = self.remove_file(&tmp);
+            // A vanished work file is a sweep, not a failed write.
+            return Err(if e.kind() == io::ErrorKind::NotFound { io::Error::other(e) } else { e });
+        }
+        if let Err(e) = self.publish(&tmp, path) {
+            let _ = self.remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir(dir)
+    }
+
+    /// Makes sure an existing name survives a crash (for a name whose creation reported
+    /// `AlreadyExists` although it was ours). The default syncs the parent directory.
+    fn persist_name(&self, path: &Path) -> io::Result<()> {
+        self.sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
 
     /// Takes an advisory lock on `path` (created if missing), shared or exclusive, waiting
     /// for it or not. `Ok(None)`: someone else holds a conflicting lock. The lock lasts as
