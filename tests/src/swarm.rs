@@ -161,10 +161,16 @@ impl Worker {
     }
 }
 
-/// A worker's stderr, with its `Corrupt` errors counted up front.
+/// A worker's stderr: its last line (the error it stopped on) and the first few others.
 fn describe(stderr: &str) -> String {
-    let corrupt = stderr.lines().filter(|l| l.starts_with("corrupt:")).count();
-    if corrupt > 0 { format!("{corrupt} `corrupt:` lines (Corrupt errors); stderr:\n{stderr}") } else { stderr.to_string() }
+    let lines: Vec<&str> = stderr.lines().collect();
+    match lines.split_last() {
+        Some((last, rest)) if rest.len() > 3 => {
+            format!("{last}\n  {}\n  ... {} more lines", rest[..3].join("\n  "), rest.len() - 3)
+        }
+        Some((last, rest)) => format!("{last}\n  {}", rest.join("\n  ")),
+        None => "(no stderr)".into(),
+    }
 }
 
 /// Waits for every worker: the counts of those that succeeded, and how the others failed.
@@ -238,17 +244,23 @@ pub fn events(logs: &[(PathBuf, Tail)]) -> Events {
 
 /// Checks the list-append history in `logs` together with a final read of every list, made now
 /// (every worker must have ended): serializable, in real-time and per-process order, and with
-/// every counted append in the final read.
-pub fn check_list_append(db: &Database, logs: &[(PathBuf, Tail)], keys: u64, volatile_keys: u64) -> Report {
+/// every counted append in the final read. If the final read fails, the history is checked
+/// without it and the error is returned too.
+pub fn check_list_append(
+    db: &Database,
+    logs: &[(PathBuf, Tail)],
+    keys: u64,
+    volatile_keys: u64,
+) -> (Report, Result<(), sop::Error>) {
     let mut history = checker::load_history_files(logs).expect("readable logs");
-    history.push(lists::final_read(db, FINAL_READ, keys, volatile_keys).expect("the final read"));
+    let last = lists::final_read(db, FINAL_READ, keys, volatile_keys).map(|t| history.push(t));
     let opts = CheckOptions {
         process_order: true,
         realtime: true,
-        final_read: Some(FINAL_READ),
+        final_read: last.is_ok().then_some(FINAL_READ),
         ..CheckOptions::default()
     };
-    checker::check_list_append_with(&history, &opts)
+    (checker::check_list_append_with(&history, &opts), last)
 }
 
 /// Every log of `names`, complete (their workers ended on their own).

@@ -47,7 +47,12 @@ impl Supervisor {
         // Slot 0's commits pause before publishing: more kills land mid-commit.
         let env: Vec<(&str, String)> =
             if slot == 0 { vec![("SOP_FAILPOINTS", "before-publish=pause:2".into())] } else { Vec::new() };
-        let w = self.sw.spawn_env(&name, &self.slots[slot], &["append", &id.to_string(), "1000000", &KEYS.to_string()], &env);
+        let w = self.sw.spawn_env(
+            &name,
+            &self.slots[slot],
+            &["append", &id.to_string(), "1000000", &KEYS.to_string()],
+            &env,
+        );
         self.started.push((name, slot));
         w
     }
@@ -126,7 +131,8 @@ fn kill_dash_nine_keeps_histories_strict_serializable() {
 
     let all = sup.logs(|_| true);
     let db = sup.sw.open();
-    let report = swarm::check_list_append(&db, &all, KEYS, VOLATILE_KEYS);
+    let (report, last) = swarm::check_list_append(&db, &all, KEYS, VOLATILE_KEYS);
+    sup.failures.extend(last.err().map(|e| format!("the final read failed: {e}")));
     let events = swarm::events(&all);
     let problems = swarm::problems(&sup.failures, &events, Some(&report));
     assert!(problems.is_none(), "after {kills} kills: {}", problems.unwrap_or_default());

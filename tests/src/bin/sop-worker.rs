@@ -40,8 +40,8 @@
 //! Errors: `Conflict` and `SnapshotTooOld` fail the transaction; so does `Coordinator`, which is
 //! logged as `{"unavailable": ..}`. `Corrupt` is printed as a `corrupt: ` line on stderr and
 //! logged as `{"corrupt": ..}`; the transaction fails (or, met while committing, gets outcome
-//! `info`), the worker goes on so the history stays checkable, and exits with a failure at the
-//! end. Any other error stops the worker at once. Every 16 finished transactions, and at the
+//! `info`), the worker goes on so the history stays checkable (up to 1,000 of them), and exits
+//! with a failure at the end. Any other error stops the worker at once. Every 16 finished transactions, and at the
 //! end, a `{"stats": ..}` line. Prints `ok <commits> <conflicts> <merges> <successes>
 //! <rejected> <unavailable>` on success.
 
@@ -59,6 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MAX_THREADS: usize = 16;
+const MAX_CORRUPT: u64 = 1000;
 
 fn main() -> ExitCode {
     match run() {
@@ -194,11 +195,17 @@ impl Events {
     }
 
     fn corrupt(&self, process: Option<u64>, err: &Error) -> Result<(), String> {
+        let n = self.corrupt.fetch_add(1, Relaxed) + 1;
         // The count is in the stats line and the log; stderr gets the first few.
-        if self.corrupt.fetch_add(1, Relaxed) < 20 {
+        if n <= 20 {
             eprintln!("corrupt: process {process:?}: {err}");
         }
-        self.line(json!({ "corrupt": err.to_string(), "process": process }), false)
+        self.line(json!({ "corrupt": err.to_string(), "process": process }), false)?;
+        // A handle that fails every transaction would otherwise spin through its whole run.
+        if n >= MAX_CORRUPT {
+            return Err(format!("{n} Corrupt errors; stopping"));
+        }
+        Ok(())
     }
 
     /// An error that stops the worker, counted first if it is a `Corrupt`.
@@ -355,7 +362,8 @@ impl Worker {
             "bank-init" => {
                 let (accounts, total): (u64, i64) = (arg(args, 0)?, arg(args, 1)?);
                 self.setup(|tx| {
-                    let s = tx.open_or_create_store("bank", StoreOptions { slot_length: 8, ..StoreOptions::default() })?;
+                    let s =
+                        tx.open_or_create_store("bank", StoreOptions { slot_length: 8, ..StoreOptions::default() })?;
                     for a in 0..accounts {
                         let share = total / accounts as i64 + i64::from(a == 0) * (total % accounts as i64);
                         s.upsert(&a.to_be_bytes(), &share.to_le_bytes())?;
@@ -512,7 +520,7 @@ impl Worker {
 
     fn idle(&self, t: &mut Thread, j: u64) {
         let o = &self.o;
-        if o.idle_ms > 0 && t.index < o.idle_threads.unwrap_or(o.threads) && (j + 1) % o.idle_every == 0 {
+        if o.idle_ms > 0 && t.index < o.idle_threads.unwrap_or(o.threads) && (j + 1).is_multiple_of(o.idle_every) {
             std::thread::sleep(ms(t.rng.random_range(o.idle_ms..=2 * o.idle_ms)));
         }
     }
@@ -581,7 +589,8 @@ impl Worker {
 
     fn append(&self, t: &mut Thread, j: u64, keys: u64) -> Result<(), String> {
         let id = t.process << 32 | j;
-        let recreate = self.o.volatile_keys > 0 && self.o.drop_every > 0 && j % self.o.drop_every == self.o.drop_every - 1;
+        let recreate =
+            self.o.volatile_keys > 0 && self.o.drop_every > 0 && j % self.o.drop_every == self.o.drop_every - 1;
         let plan = if recreate { Vec::new() } else { self.plan(t, keys) };
         let invoked = lists::now_us();
         let body = |tx: &Transaction| {
@@ -631,7 +640,7 @@ impl Worker {
     }
 
     fn bank(&self, t: &mut Thread, j: u64, accounts: u64) -> Result<(), String> {
-        if j % 4 == 0 {
+        if j.is_multiple_of(4) {
             let snapshot = || -> sop::Result<Vec<i64>> {
                 let r = self.db.begin_read()?;
                 r.open_store("bank")?.iter()?.map(|kv| kv.map(|(_, v)| balance(Some(v)))).collect()
@@ -680,7 +689,7 @@ impl Worker {
     fn plugin_writer(&self, id: u64, n: u64) -> Result<(), String> {
         let host = sop_wasm::PluginHost::new(Default::default()).map_err(|e| e.to_string())?;
         host.attach(&self.db);
-        let shared = if id % 2 == 0 { "SHARED" } else { "shared" };
+        let shared = if id.is_multiple_of(2) { "SHARED" } else { "shared" };
         for (b, start) in (0..n).step_by(10).enumerate() {
             self.db
                 .transact(|tx| {
