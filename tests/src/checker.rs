@@ -329,7 +329,12 @@ impl fmt::Display for Report {
             }
             writeln!(f, "anomalies: {counts:?}")?;
             for a in self.anomalies.iter().take(20) {
-                writeln!(f, "  {a:?}")?;
+                // Cycles and orders can hold hundreds of elements; the start says enough.
+                let line = format!("{a:?}");
+                match line.get(..400) {
+                    Some(start) if line.len() > 400 => writeln!(f, "  {start} ...")?,
+                    _ => writeln!(f, "  {line}")?,
+                }
             }
             if self.anomalies.len() > 20 {
                 writeln!(f, "  ... {} more", self.anomalies.len() - 20)?;
@@ -1248,6 +1253,9 @@ fn parse_ops(ops: &serde_json::Value) -> Result<Vec<Mop>, String> {
 }
 
 fn parse_log_txn(v: &serde_json::Value) -> Result<Option<Txn>, String> {
+    if v.get("invoke").is_none() && v.get("ops").is_none() {
+        return Ok(None);
+    }
     let process = v.get("process").map(|p| as_u64(p, "process")).transpose()?.unwrap_or(0);
     let (invoked, completed) = (time_field(v, "invoked")?, time_field(v, "completed")?);
     if let Some(id) = v.get("invoke") {

@@ -3,12 +3,14 @@
 //!
 //! A list is stored as its `u64` elements, little-endian, under the big-endian key. Store
 //! [`LISTS`] maps key `k` to the list of logical key `k`. Store [`VOLATILE`] is dropped and
-//! re-created while the workload runs; each incarnation is a *generation*, and its key `k` is
-//! the logical key [`volatile_key`]`(generation, k)`, so a list never shrinks in the history.
-//! The transaction that creates generation `g` (`g >= 1`) reads every key of the old one,
-//! logs a [`tombstone`] append to each (it closes those lists: nobody may append to them after
-//! it), and starts every list of the new one with a [`marker`] naming `g`. Generation 0 is the
-//! store the workers create at start, whose lists have no marker.
+//! re-created while the workload runs; each incarnation is a *generation*: 0 for the one the
+//! workers create at start, [`generation_of`]`(id)` for the one transaction `id` creates. Its
+//! key `k` is the logical key [`volatile_key`]`(generation, k)`, so a list never shrinks in the
+//! history. The transaction that creates a generation reads every key of the old one, logs a
+//! [`tombstone`] append to each (it closes those lists: nobody may append to them after it),
+//! and starts every list of the new one with a [`marker`] naming the new generation. Markers and
+//! tombstones carry the id of the transaction that wrote them, so each is appended by one
+//! transaction only, whether it commits or not.
 
 use crate::checker::{Mop, Outcome, Txn};
 use sop::{Database, StoreOptions};
@@ -20,11 +22,12 @@ pub const VOLATILE: &str = "vol";
 /// At most this many keys in [`VOLATILE`].
 pub const MAX_VOLATILE_KEYS: u64 = 1 << 12;
 
-const VOLATILE_BASE: u64 = 1 << 40;
+const VOLATILE_KEY: u64 = 1 << 62;
 const MARK: u64 = 1 << 62;
 const TOMB: u64 = 1 << 61;
-const GEN_SHIFT: u32 = 24;
-const GEN_MASK: u64 = (1 << 30) - 1;
+const ID_SHIFT: u32 = 12;
+/// Transaction ids of the workers are below 2^48.
+const ID_MASK: u64 = (1 << 48) - 1;
 
 /// Options of both stores: small nodes, so lists spread over several of them.
 pub fn store_options() -> StoreOptions {
@@ -44,25 +47,30 @@ pub fn encode(list: &[u64]) -> Vec<u8> {
 /// The generation of [`VOLATILE`] that a list read from it belongs to.
 pub fn generation(list: &[u64]) -> u64 {
     match list.first() {
-        Some(&v) if v & MARK != 0 => (v >> GEN_SHIFT) & GEN_MASK,
+        Some(&v) if v & MARK != 0 => (v >> ID_SHIFT) & ID_MASK,
         _ => 0,
     }
 }
 
+/// The generation that transaction `id` creates.
+pub fn generation_of(id: u64) -> u64 {
+    id + 1
+}
+
 /// The logical key of key `k` of generation `generation` of [`VOLATILE`].
 pub fn volatile_key(generation: u64, k: u64) -> u64 {
-    VOLATILE_BASE + generation * MAX_VOLATILE_KEYS + k
+    VOLATILE_KEY | generation << ID_SHIFT | k
 }
 
 /// The first element of key `k`'s list in generation `generation` (>= 1).
 pub fn marker(generation: u64, k: u64) -> u64 {
-    MARK | generation << GEN_SHIFT | k
+    MARK | generation << ID_SHIFT | k
 }
 
-/// The value logged (never stored) as appended to key `k` of `generation` by the transaction
-/// that replaces that generation.
-pub fn tombstone(generation: u64, k: u64) -> u64 {
-    TOMB | generation << GEN_SHIFT | k
+/// The value transaction `closer` logs (never stores) as appended to key `k` of the generation
+/// it replaces.
+pub fn tombstone(closer: u64, k: u64) -> u64 {
+    TOMB | closer << ID_SHIFT | k
 }
 
 /// Microseconds since the Unix epoch: every process of a test runs on one host, so these

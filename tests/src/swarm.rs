@@ -186,9 +186,9 @@ pub fn finish_all(workers: Vec<Worker>) -> (Vec<Exit>, Vec<String>) {
     (exits, failures)
 }
 
-/// Everything wrong with a run, in one message: workers that failed, `Corrupt` errors the logs
-/// recorded, and the checker's report if it found anomalies.
-pub fn problems(failures: &[String], events: &Events, report: Option<&Report>) -> Option<String> {
+/// Everything wrong with a run, in one message: `Corrupt` errors the logs recorded, workers
+/// that failed, and what the checkers found (the first 10 findings).
+pub fn problems(failures: &[String], events: &Events, findings: &[String]) -> Option<String> {
     let mut out = String::new();
     if !events.corrupt.is_empty() {
         let first: Vec<&String> = events.corrupt.iter().take(3).collect();
@@ -197,10 +197,26 @@ pub fn problems(failures: &[String], events: &Events, report: Option<&Report>) -
     for f in failures {
         out += &format!("{f}\n");
     }
-    if let Some(r) = report.filter(|r| !r.is_valid()) {
-        out += &format!("history: {r}");
+    if !findings.is_empty() {
+        out += &format!("{} findings:\n", findings.len());
+        for f in findings.iter().take(10) {
+            out += &format!("{f}\n");
+        }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The report as a finding, if it found anything.
+pub fn report_findings(report: &Report) -> Vec<String> {
+    if report.is_valid() { Vec::new() } else { vec![format!("history: {report}")] }
+}
+
+/// `verify`'s problems as findings.
+pub fn verify_findings(db: &Database) -> Vec<String> {
+    match db.verify() {
+        Ok(r) => r.problems.iter().map(|p| format!("verify: {p:?}")).collect(),
+        Err(e) => vec![format!("verify failed: {e}")],
+    }
 }
 
 /// What the workers' logs say besides their histories.

@@ -596,7 +596,7 @@ impl Worker {
         let body = |tx: &Transaction| {
             let mut ops = Ops::default();
             if recreate {
-                self.recreate_volatile(tx, &mut ops)?;
+                self.recreate_volatile(tx, id, &mut ops)?;
             } else {
                 run_plan(tx, id, &plan, &mut ops)?;
             }
@@ -618,23 +618,23 @@ impl Worker {
         self.finished()
     }
 
-    /// Drops store `vol` and creates it again: reads every key of the old generation and
-    /// closes it with tombstones, then starts each list of the new one with its marker.
-    fn recreate_volatile(&self, tx: &Transaction, ops: &mut Ops) -> sop::Result<()> {
-        let keys = self.o.volatile_keys;
+    /// Drops store `vol` and creates it again (see `sop_tests::lists`): reads every key of the
+    /// old generation and closes it with tombstones, then starts each list of the new one with
+    /// its marker.
+    fn recreate_volatile(&self, tx: &Transaction, id: u64, ops: &mut Ops) -> sop::Result<()> {
+        let (keys, generation) = (self.o.volatile_keys, lists::generation_of(id));
         let old = tx.open_store(lists::VOLATILE)?;
-        let mut next = 1;
         for k in 0..keys {
             let list = old.get(&k.to_be_bytes())?.map(|b| lists::decode(&b)).unwrap_or_default();
-            let g = lists::generation(&list);
-            ops.read(lists::volatile_key(g, k), &list);
-            ops.append(lists::volatile_key(g, k), lists::tombstone(g, k));
-            next = next.max(g + 1);
+            let key = lists::volatile_key(lists::generation(&list), k);
+            ops.read(key, &list);
+            ops.append(key, lists::tombstone(id, k));
         }
         tx.remove_store(lists::VOLATILE)?;
         let new = tx.create_store(lists::VOLATILE, lists::store_options())?;
         for k in 0..keys {
-            read_append(&new, k, |_| lists::volatile_key(next, k), Some(lists::marker(next, k)), ops)?;
+            let (key, marker) = (lists::volatile_key(generation, k), lists::marker(generation, k));
+            read_append(&new, k, |_| key, Some(marker), ops)?;
         }
         Ok(())
     }
