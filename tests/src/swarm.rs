@@ -91,7 +91,7 @@ pub struct Exit {
     pub merges: u64,
     pub successes: u64,
     pub rejected: u64,
-    /// Coordinator outages met (failed commits, connection attempts).
+    /// `Error::Coordinator`s met.
     pub unavailable: u64,
 }
 
@@ -224,8 +224,10 @@ pub fn verify_findings(db: &Database) -> Vec<String> {
 pub struct Events {
     /// Every `Corrupt` error a worker met.
     pub corrupt: Vec<String>,
-    /// Coordinator outages met (failed commits, connection attempts).
+    /// `Error::Coordinator`s met (commits, `maintain()`, setup transactions).
     pub unavailable: usize,
+    /// Failed attempts to connect to Redis at start.
+    pub unreachable: usize,
     /// Sums over the workers of their last `stats` line.
     pub merges: u64,
     pub checkpoints: u64,
@@ -245,6 +247,7 @@ pub fn events(logs: &[(PathBuf, Tail)]) -> Events {
                 ev.corrupt.push(c.to_string());
             }
             ev.unavailable += usize::from(v.get("unavailable").is_some());
+            ev.unreachable += usize::from(v.get("unreachable").is_some());
             if let Some(s) = v.get("stats") {
                 last_stats = Some(s.clone());
             }

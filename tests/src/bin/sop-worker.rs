@@ -38,7 +38,7 @@
 //! append follows a read of its key in the same transaction.
 //!
 //! Errors: `Conflict` and `SnapshotTooOld` fail the transaction; so does `Coordinator`, which is
-//! logged as `{"unavailable": ..}`. `Corrupt` is printed as a `corrupt: ` line on stderr and
+//! logged as `{"unavailable": ..}` (a failed connection at start as `{"unreachable": ..}`). `Corrupt` is printed as a `corrupt: ` line on stderr and
 //! logged as `{"corrupt": ..}`; the transaction fails (or, met while committing, gets outcome
 //! `info`), the worker goes on so the history stays checkable (up to 1,000 of them), and exits
 //! with a failure at the end. Any other error stops the worker at once. Every 16 finished transactions, and at the
@@ -306,7 +306,7 @@ fn open(o: &Opts, ev: &Events, dir: &str) -> Result<Database, String> {
             match sop_redis::RedisCoordinator::connect(ro.clone()) {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < give_up => {
-                    ev.unavailable(None, &e.to_string())?;
+                    ev.line(json!({ "unreachable": e.to_string() }), false)?;
                     std::thread::sleep(ms(100));
                 }
                 Err(e) => return Err(e.to_string()),
