@@ -300,13 +300,12 @@ fn list_append(flags: &[String], txns: u64, keys: u64, volatile_keys: u64) -> Ru
     Run { report, problems, events }
 }
 
-/// Asserts a list-append run found nothing wrong, did at least `min_committed` commits, and
-/// had reclamation running; prints what was checked.
-fn assert_clean(what: &str, run: Run, min_committed: usize) {
-    assert!(run.problems.is_none(), "{what}: {}", run.problems.unwrap_or_default());
+/// Asserts a list-append run found nothing wrong and did at least `min_committed` commits;
+/// prints what was checked.
+fn assert_clean(what: &str, run: &Run, min_committed: usize) {
+    assert!(run.problems.is_none(), "{what}: {}", run.problems.as_deref().unwrap_or_default());
     let r = &run.report;
     assert!(r.committed >= min_committed, "{what}: only {} committed transactions: {r}", r.committed);
-    assert!(run.events.reclaimed > 0 && run.events.checkpoints > 0, "{what}: nothing reclaimed: {:?}", run.events);
     eprintln!(
         "{what}: {} transactions checked ({} committed, {} aborted), {} edges, {} checkpoints, {} files reclaimed",
         r.txns_checked, r.committed, r.aborted, r.edges, run.events.checkpoints, run.events.reclaimed
@@ -319,7 +318,10 @@ fn list_append_with_idle_threads_and_maintain_is_strict_serializable() {
     // reclaim and call maintain(), then read and write again.
     let keys = 16;
     let flags: Vec<String> = MIXED.iter().map(|f| format!("{f} --secs {}", secs(15))).collect();
-    assert_clean("idle threads", list_append(&flags, 1_000_000, keys, 0), 1_000);
+    let run = list_append(&flags, 1_000_000, keys, 0);
+    assert_clean("idle threads", &run, 1_000);
+    // The run did what it is for: checkpoints and reclamation while threads idled.
+    assert!(run.events.reclaimed > 0 && run.events.checkpoints > 0, "nothing reclaimed: {:?}", run.events);
 }
 
 #[test]
@@ -329,7 +331,7 @@ fn list_append_with_store_drops_is_strict_serializable() {
     let (keys, volatile_keys) = (8, 4);
     let extra = format!("--volatile-keys {volatile_keys} --drop-every 20 --secs {}", secs(10));
     let flags = vec![format!("--threads 3 {extra}"); 3];
-    assert_clean("store drops", list_append(&flags, 1_000_000, keys, volatile_keys), 500);
+    assert_clean("store drops", &list_append(&flags, 1_000_000, keys, volatile_keys), 500);
 }
 
 /// The planted bug (commits skip validation) on targeted workloads must show as the anomaly it
