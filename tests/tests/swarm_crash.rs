@@ -132,11 +132,8 @@ fn kill_dash_nine_keeps_histories_strict_serializable() {
             redis.restart();
         }
         round += 1;
-        let victims: Vec<usize> = if round % 40 == 0 {
-            (0..sup.kids.len()).collect()
-        } else {
-            vec![rng.random_range(0..LONG_LIVED)]
-        };
+        let victims: Vec<usize> =
+            if round % 40 == 0 { (0..sup.kids.len()).collect() } else { vec![rng.random_range(0..LONG_LIVED)] };
         for v in victims {
             sup.replace(v);
             kills += 1;
