@@ -25,6 +25,12 @@ pub const MIXED: [&str; 4] = [
 /// The id (and process) of the final read added to checked histories.
 pub const FINAL_READ: u64 = u64::MAX;
 
+/// The keys `[lo, hi)` of range `r` of the `phantom` workload: wide enough for one key per
+/// history process (`lo + 1 + process`).
+pub fn phantom_range(r: u64) -> (u64, u64) {
+    (r << 24, (r + 1) << 24)
+}
+
 /// Seconds of a soak (`SOP_SOAK_SECS`), if one was asked for.
 pub fn soak_secs() -> Option<u64> {
     std::env::var("SOP_SOAK_SECS").ok().and_then(|v| v.parse().ok())

@@ -137,7 +137,10 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
             let inserts = (|| -> sop::Result<Vec<usize>> {
                 let tx = db.begin_read()?;
                 let s = tx.open_store("p")?;
-                let range = |r: u64| s.range(&(r << 20).to_be_bytes()[..]..&((r + 1) << 20).to_be_bytes()[..]);
+                let range = |r: u64| {
+                    let (lo, hi) = swarm::phantom_range(r);
+                    s.range(&lo.to_be_bytes()[..]..&hi.to_be_bytes()[..])
+                };
                 (0..RANGES).map(|r| Ok(range(r)?.collect::<sop::Result<Vec<_>>>()?.len())).collect()
             })();
             let mut findings = pairs;

@@ -9,7 +9,7 @@
 //! | `bank-init ACCOUNTS TOTAL` | creates accounts holding TOTAL in all |
 //! | `bank ID TRANSFERS` | per thread: random transfers, and before every 4th a read-only snapshot of all accounts (logged) |
 //! | `append ID TXNS KEYS` | per thread: TXNS list-append transactions over keys `0..KEYS` (logged, see below) |
-//! | `phantom ID RANGES` | per thread, per range: scan it, insert into it only if it is empty (logged) |
+//! | `phantom ID RANGES` | per thread, per range (`sop_tests::swarm::phantom_range`): scan it, insert key `lo+1+process` only if it is empty (logged) |
 //! | `plugin-writer ID N` | writes store `names` (a Wasm key order and validator): N valid rows in batches of 10, a shared key in this worker's own case, and every 10th batch an invalid row that must be rejected |
 //!
 //! | flag | |
@@ -27,7 +27,8 @@
 //! | `--skip-validation` | plants a bug (commits skip conflict checks) to prove the checkers catch it |
 //!
 //! Thread `t` of worker `ID` is history process `ID*16+t`; its `j`th transaction has id
-//! `process << 32 | j`, and its `i`th operation appends value `id*8+i`.
+//! `process << 24 | j`, and its `i`th operation appends value `id*8+i` (`ID` < 2^20, `j` < 2^24:
+//! ids stay below the 2^48 that `sop_tests::lists` has room for).
 //!
 //! The list-append log: after a transaction's reads and before its commit,
 //! `{"invoke": id, "process", "invoked", "ops"}`; after the commit,
@@ -60,6 +61,10 @@ use std::time::{Duration, Instant};
 
 const MAX_THREADS: usize = 16;
 const MAX_CORRUPT: u64 = 1000;
+/// Bits of a thread's transaction counter in a transaction id.
+const TXN_BITS: u32 = 24;
+/// Worker ids stay below this.
+const MAX_ID: u64 = 1 << 20;
 
 fn main() -> ExitCode {
     match run() {
@@ -142,6 +147,11 @@ fn parse() -> Result<Opts, String> {
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> Result<T, String> {
     args.get(i).and_then(|s| s.parse().ok()).ok_or_else(|| format!("argument {i} missing or invalid"))
+}
+
+/// The id of transaction `j` of history process `process`.
+fn txn_id(process: u64, j: u64) -> u64 {
+    process << TXN_BITS | j
 }
 
 fn ms(n: u64) -> Duration {
@@ -482,6 +492,11 @@ impl Worker {
         txns: u64,
         step: impl Fn(&mut Thread, u64) -> Result<(), String> + Sync,
     ) -> Result<(), String> {
+        if id >= MAX_ID {
+            return Err(format!("worker ids must be below {MAX_ID}"));
+        }
+        // Past its counter's room, a thread stops rather than reuse ids.
+        let txns = txns.min(1 << TXN_BITS);
         std::thread::scope(|s| {
             let maintainer = self.o.maintain_ms.map(|every| s.spawn(move || self.maintain(every)));
             let step = &step;
@@ -588,7 +603,7 @@ impl Worker {
     }
 
     fn append(&self, t: &mut Thread, j: u64, keys: u64) -> Result<(), String> {
-        let id = t.process << 32 | j;
+        let id = txn_id(t.process, j);
         let recreate =
             self.o.volatile_keys > 0 && self.o.drop_every > 0 && j % self.o.drop_every == self.o.drop_every - 1;
         let plan = if recreate { Vec::new() } else { self.plan(t, keys) };
@@ -668,7 +683,7 @@ impl Worker {
     }
 
     fn phantom(&self, t: &mut Thread, r: u64) -> Result<(), String> {
-        let (lo, hi) = (r << 20, (r + 1) << 20);
+        let (lo, hi) = sop_tests::swarm::phantom_range(r);
         let attempt = |tx: &Transaction| {
             let s = tx.open_store("p")?;
             let empty = s.range(&lo.to_be_bytes()[..]..&hi.to_be_bytes()[..])?.next().is_none();
@@ -678,7 +693,7 @@ impl Worker {
             Ok(empty)
         };
         let Some((saw_empty, outcome)) = self.write_txn(t.process, attempt, |_| Ok(()))? else { return Ok(()) };
-        let id = t.process << 32 | r;
+        let id = txn_id(t.process, r);
         self.ev.line(
             json!({ "range": r, "txn": id, "process": t.process, "saw_empty": saw_empty, "outcome": outcome }),
             false,
