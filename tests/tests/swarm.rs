@@ -41,23 +41,25 @@ fn secs(default: u64) -> String {
     swarm::soak_secs().unwrap_or(default).to_string()
 }
 
-/// Starts one worker per [`MIXED`] option set, named `{prefix}-{i}`, with `extra` flags and
-/// `cmd(i)`; returns the workers and their names.
-fn spawn_mixed(
+/// [`MIXED`], each with `extra` flags.
+fn mixed(extra: &str) -> Vec<String> {
+    MIXED.iter().map(|f| format!("{f} {extra}")).collect()
+}
+
+/// Starts one worker per entry of `flags`, named `{prefix}-{i}` and running `cmd(i)`; returns
+/// the workers and their names.
+fn spawn_each(
     sw: &Swarm,
     prefix: &str,
-    extra: &str,
+    flags: &[String],
     cmd: impl Fn(usize) -> Vec<String>,
 ) -> (Vec<Worker>, Vec<String>) {
-    let names: Vec<String> = (0..MIXED.len()).map(|i| format!("{prefix}-{i}")).collect();
+    let names: Vec<String> = (0..flags.len()).map(|i| format!("{prefix}-{i}")).collect();
     let kids = names
         .iter()
-        .zip(MIXED)
+        .zip(flags)
         .enumerate()
-        .map(|(i, (name, flags))| {
-            let args = cmd(i);
-            sw.spawn(name, &format!("{flags} {extra}"), &args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
+        .map(|(i, (name, f))| sw.spawn(name, f, &cmd(i).iter().map(String::as_str).collect::<Vec<_>>()))
         .collect();
     (kids, names)
 }
@@ -123,8 +125,9 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         let sw = Swarm::new(BIN, &redis, dir.path());
-        let (kids, names) =
-            spawn_mixed(&sw, "phantom", planted(bug), |i| vec!["phantom".into(), i.to_string(), RANGES.to_string()]);
+        let (kids, names) = spawn_each(&sw, "phantom", &mixed(planted(bug)), |i| {
+            vec!["phantom".into(), i.to_string(), RANGES.to_string()]
+        });
         let (_, failures) = swarm::finish_all(kids);
         let logs = swarm::complete_logs(&sw, &names);
         let attempts = checker::load_logs(&logs, checker::parse_predicate_attempts).unwrap();
@@ -240,7 +243,8 @@ fn bank_snapshots_always_sum_to_the_total() {
         sw.spawn("init", "", &["bank-init", &ACCOUNTS.to_string(), &TOTAL.to_string()]).finish();
         // The planted bug shows within seconds; only the real run soaks.
         let extra = if bug { format!("{} --secs 4", planted(bug)) } else { format!("--secs {}", secs(8)) };
-        let (kids, names) = spawn_mixed(&sw, "bank", &extra, |i| vec!["bank".into(), i.to_string(), "100000".into()]);
+        let (kids, names) =
+            spawn_each(&sw, "bank", &mixed(&extra), |i| vec!["bank".into(), i.to_string(), "100000".into()]);
         let (exits, failures) = swarm::finish_all(kids);
         let logs = swarm::complete_logs(&sw, &names);
         let mut snaps = checker::load_logs(&logs, checker::parse_bank_snapshots).unwrap();
@@ -284,13 +288,8 @@ fn list_append(flags: &[String], txns: u64, keys: u64, volatile_keys: u64) -> Ru
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let sw = Swarm::new(BIN, &redis, dir.path());
-    let names: Vec<String> = (0..flags.len()).map(|i| format!("append-{i}")).collect();
-    let kids: Vec<_> = names
-        .iter()
-        .zip(flags)
-        .enumerate()
-        .map(|(i, (name, f))| sw.spawn(name, f, &["append", &i.to_string(), &txns.to_string(), &keys.to_string()]))
-        .collect();
+    let (kids, names) =
+        spawn_each(&sw, "append", flags, |i| vec!["append".into(), i.to_string(), txns.to_string(), keys.to_string()]);
     let (_, mut failures) = swarm::finish_all(kids);
     let logs = swarm::complete_logs(&sw, &names);
     let db = sw.open();
@@ -320,8 +319,7 @@ fn list_append_with_idle_threads_and_maintain_is_strict_serializable() {
     // Contended keys; threads that sleep past the reclaim grace while others checkpoint,
     // reclaim and call maintain(), then read and write again.
     let keys = 16;
-    let flags: Vec<String> = MIXED.iter().map(|f| format!("{f} --secs {}", secs(15))).collect();
-    let run = list_append(&flags, 1_000_000, keys, 0);
+    let run = list_append(&mixed(&format!("--secs {}", secs(15))), 1_000_000, keys, 0);
     assert_clean("idle threads", &run, 1_000);
     // The run did what it is for: checkpoints and reclamation while threads idled.
     assert!(run.events.reclaimed > 0 && run.events.checkpoints > 0, "nothing reclaimed: {:?}", run.events);
