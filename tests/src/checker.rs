@@ -48,8 +48,9 @@
 //!   one `rw` edge: read skew, lost update), **G2** (two or more `rw` edges: write skew).
 //!   Adya's G2 is GSingle and G2 together. Serializability forbids all of them; snapshot
 //!   isolation forbids all but G2. Cycles through `realtime` edges are named with a `-realtime`
-//!   suffix by [`Anomaly::name`], other cycles through `process` edges with `-process`. Every non-trivial component yields at least one cycle. A
-//!   reported cycle is a shortest closed walk through its first edge (almost always simple).
+//!   suffix by [`Anomaly::name`], other cycles through `process` edges with `-process`. Every
+//!   non-trivial component yields at least one cycle. A reported cycle is a shortest closed walk
+//!   through its first edge (almost always simple).
 //! * **Per read:** **G1b** (a read whose last element is a non-final append of another
 //!   transaction to that key: an intermediate read); **InternalInconsistency** (a transaction's
 //!   read of a key does not equal its previous read of it plus its own appends since, or does not
@@ -1098,12 +1099,12 @@ pub fn check_list_append_with(history: &[Txn], opts: &CheckOptions) -> Report {
     rep
 }
 
-/// Real-time edges through a frontier: the completed transactions that no transaction invoked
-/// after their completion has yet completed after. Each transaction gets an edge from every
+/// Real-time edges through a frontier: the completed transactions that no completed transaction
+/// follows yet (one invoked after their completion). Each transaction gets an edge from every
 /// frontier member as it is invoked, which covers every "A completed before B was invoked" pair
-/// transitively; a member leaves when a transaction invoked after its completion completes
-/// (that one follows it and joins). Members overlap pairwise in time, so the frontier never
-/// holds more transactions than ran at once.
+/// transitively, since a member leaves only when a transaction that follows it completes (and
+/// joins in its place). Members overlap pairwise in time, so the frontier never holds more
+/// transactions than ran at once.
 fn realtime_edges(txns: &[&Txn], included: &[bool], edges: &mut Vec<(u32, u32, u8, u64)>) {
     // (time, is completion, txn): at equal times invocations come first, as equal is unordered.
     let mut events: Vec<(u64, bool, u32)> = Vec::new();

@@ -31,20 +31,23 @@
 //! ids stay below the 2^48 that `sop_tests::lists` has room for).
 //!
 //! The list-append log: after a transaction's reads and before its commit,
-//! `{"invoke": id, "process", "invoked", "ops"}`; after the commit,
-//! `{"id", "process", "ops", "outcome", "invoked", "completed"}`, with outcome `ok`, `fail` or
-//! `info` (unknown). Times are µs since the Unix epoch: `invoked` before the transaction began,
-//! `completed` after the commit returned. A finished `ok` line is synced before the thread
-//! begins its next transaction. Ops are `["r", key, list]` and `["append", key, value]`; every
-//! append follows a read of its key in the same transaction.
+//! `{"invoke": id, "process", "invoked", "ops"}` (written only then because the logical key of
+//! a `vol` list depends on what was read; `invoked` is taken before the transaction began);
+//! after the commit, `{"id", "process", "ops", "outcome", "invoked", "completed"}`, with outcome
+//! `ok`, `fail` or `info` (unknown). Times are µs since the Unix epoch; `completed` is taken
+//! after the commit returned. A finished `ok` line is synced before the thread begins its next
+//! transaction. Ops are `["r", key, list]` and `["append", key, value]`; every append follows a
+//! read of its key in the same transaction. `bank` logs `{"snap": balances}`, `phantom`
+//! `{"range", "txn", "saw_empty", "outcome"}`.
 //!
 //! Errors: `Conflict` and `SnapshotTooOld` fail the transaction; so does `Coordinator`, which is
-//! logged as `{"unavailable": ..}` (a failed connection at start as `{"unreachable": ..}`). `Corrupt` is printed as a `corrupt: ` line on stderr and
-//! logged as `{"corrupt": ..}`; the transaction fails (or, met while committing, gets outcome
-//! `info`), the worker goes on so the history stays checkable (up to 1,000 of them), and exits
-//! with a failure at the end. Any other error stops the worker at once. Every 16 finished transactions, and at the
-//! end, a `{"stats": ..}` line. Prints `ok <commits> <conflicts> <merges> <successes>
-//! <rejected> <unavailable>` on success.
+//! logged as `{"unavailable": ..}` (a failed connection at start as `{"unreachable": ..}`).
+//! `Corrupt` is printed as a `corrupt: ` line on stderr and logged as `{"corrupt": ..}`; the
+//! transaction fails (or, met while committing, gets outcome `info`), the worker goes on so the
+//! history stays checkable (up to 1,000 of them), and exits with a failure at the end. Any other
+//! error stops the worker at once. Every 16 finished transactions, and at the end, a
+//! `{"stats": ..}` line. Prints `ok <commits> <conflicts> <merges> <successes> <rejected>
+//! <unavailable>` on success.
 
 use bytes::Bytes;
 use rand::Rng;
