@@ -36,3 +36,8 @@ ci:
 # The long kill -9 soak of the swarm (1,000+ kills); CI runs 200.
 soak KILLS="1000":
     SOP_KILLS={{KILLS}} cargo test --release -p sop-tests --test swarm_crash -- --nocapture
+
+# The swarm history tests run for SECS each instead of CI's few seconds (threads, idle threads,
+# maintain() callers, mixed options, kill -9 and a Redis outage; strict serializability checked).
+soak-history SECS="600":
+    SOP_SOAK_SECS={{SECS}} cargo test --release -p sop-tests --test swarm --test swarm_crash -- --nocapture

@@ -37,20 +37,29 @@
 //!     when the read saw all of `L`, to every writer in `U` (capped by
 //!     [`CheckOptions::max_tail_edges`]);
 //!   * optionally (`CheckOptions::process_order`) `process` edges between consecutive counted
-//!     transactions of one process, ordered by id: strong session serializability.
+//!     transactions of one process, ordered by id: strong session serializability;
+//!   * optionally (`CheckOptions::realtime`) `realtime` edges from a transaction whose outcome
+//!     was known (`Txn::completed`) before another was invoked (`Txn::invoked`), for times taken
+//!     from one clock: strict serializability. They are added through a frontier of recently
+//!     completed transactions, so their number is linear in the history times the concurrency.
 //! * **Cycles.** Tarjan's algorithm finds the strongly connected components of the graph; in
 //!   each, breadth-first searches look for one shortest example of each class:
 //!   **G0** (only `ww` edges), **G1c** (`ww` and `wr`, at least one `wr`), **GSingle** (exactly
 //!   one `rw` edge: read skew, lost update), **G2** (two or more `rw` edges: write skew).
 //!   Adya's G2 is GSingle and G2 together. Serializability forbids all of them; snapshot
-//!   isolation forbids all but G2. Cycles through `process` edges are named with a `-process`
-//!   suffix by [`Anomaly::name`]. Every non-trivial component yields at least one cycle. A
-//!   reported cycle is a shortest closed walk through its first edge (almost always simple).
+//!   isolation forbids all but G2. Cycles through `realtime` edges are named with a `-realtime`
+//!   suffix by [`Anomaly::name`], other cycles through `process` edges with `-process`. Every
+//!   non-trivial component yields at least one cycle. A reported cycle is a shortest closed walk
+//!   through its first edge (almost always simple).
 //! * **Per read:** **G1b** (a read whose last element is a non-final append of another
 //!   transaction to that key: an intermediate read); **InternalInconsistency** (a transaction's
 //!   read of a key does not equal its previous read of it plus its own appends since, or does not
 //!   end with the appends it made before any read); **FutureRead** (a transaction's read shows a
 //!   value it appended only later).
+//! * **Final read** (`CheckOptions::final_read`): a transaction that read keys after every
+//!   client had finished must hold every counted append to those keys (**LostAppend**, which
+//!   also catches an acknowledged append that nobody else read); with real-time edges it also
+//!   comes after every acknowledged transaction in the serialization order.
 //!
 //! The checker sorts the history by transaction first, so its answer never depends on the
 //! history's order. Cycles in a report may differ from Elle's choice of example.
@@ -69,9 +78,11 @@
 //! # Logs
 //!
 //! [`parse_history_jsonl`] reads the `sop-worker append` log format (`invoke` lines, finished
-//! lines with `["append", k, v]` / `["r", k, list]` ops and `"ok"`/`"fail"` outcomes; an invoked
-//! transaction without a finished line becomes [`Outcome::Unknown`] with its planned appends), and
-//! also the serde form of [`Txn`]. A truncated last line (a process killed mid-write) is skipped.
+//! lines with `["append", k, v]` / `["r", k, list]` ops, `"ok"`/`"fail"`/`"info"` outcomes and
+//! `invoked`/`completed` times; an invoked transaction without a finished line becomes
+//! [`Outcome::Unknown`] with the operations its invocation names), and also the serde form of
+//! [`Txn`]. [`parse_bank_snapshots`] and [`parse_predicate_attempts`] read the bank and phantom
+//! logs. Every line must parse, except, with [`Tail::MayBeTorn`], a last line cut off by a kill.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -140,11 +151,22 @@ pub struct Txn {
     pub ops: Vec<Mop>,
     #[serde(alias = "status")]
     pub outcome: Outcome,
+    /// When the client invoked it (before it began), in µs of a clock all clients share.
+    #[serde(default)]
+    pub invoked: Option<u64>,
+    /// When the client learnt the outcome (after the commit returned), same clock.
+    #[serde(default)]
+    pub completed: Option<u64>,
 }
 
 impl Txn {
     pub fn new(id: u64, process: u64, outcome: Outcome, ops: Vec<Mop>) -> Txn {
-        Txn { id, process, ops, outcome }
+        Txn { id, process, ops, outcome, invoked: None, completed: None }
+    }
+
+    /// The same transaction, timed.
+    pub fn at(self, invoked: u64, completed: Option<u64>) -> Txn {
+        Txn { invoked: Some(invoked), completed, ..self }
     }
 }
 
@@ -163,13 +185,15 @@ pub enum DepKind {
     RW,
     /// Process order: the source finished before the target began, in the same process.
     Process,
+    /// Real-time order: the source's outcome was known before the target was invoked.
+    Realtime,
 }
 
 /// One edge of a reported cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Dep {
     pub kind: DepKind,
-    /// The key that gave the edge (none for process order).
+    /// The key that gave the edge (none for process and real-time order).
     pub key: Option<u64>,
 }
 
@@ -204,12 +228,15 @@ pub enum Anomaly {
     FutureRead { txn: u64, key: u64, value: u64 },
     /// A transaction's appends to a key appear in the version order out of the order it made them.
     MisorderedAppends { txn: u64, key: u64, appended: Vec<u64> },
+    /// The final read (`CheckOptions::final_read`) of `key` lacks a counted transaction's append.
+    LostAppend { reader: u64, writer: u64, key: u64, value: u64 },
 }
 
 impl Anomaly {
     /// A short class name: `G0`, `G1a`, `G1b`, `G1c`, `G-single`, `G2`, `garbage-read`,
     /// `duplicate-elements`, `duplicate-append`, `incompatible-order`, `internal`,
-    /// `future-read`, `misordered-appends`; cycles through process edges get `-process`.
+    /// `future-read`, `misordered-appends`, `lost-append`; cycles through real-time edges get
+    /// `-realtime`, other cycles through process edges `-process`.
     pub fn name(&self) -> String {
         let (base, edges) = match self {
             Anomaly::G0 { edges, .. } => ("G0", Some(edges)),
@@ -225,10 +252,15 @@ impl Anomaly {
             Anomaly::InternalInconsistency { .. } => ("internal", None),
             Anomaly::FutureRead { .. } => ("future-read", None),
             Anomaly::MisorderedAppends { .. } => ("misordered-appends", None),
+            Anomaly::LostAppend { .. } => ("lost-append", None),
         };
-        match edges {
-            Some(e) if e.iter().any(|d| d.kind == DepKind::Process) => format!("{base}-process"),
-            _ => base.to_string(),
+        let has = |k: DepKind| edges.is_some_and(|e| e.iter().any(|d| d.kind == k));
+        if has(DepKind::Realtime) {
+            format!("{base}-realtime")
+        } else if has(DepKind::Process) {
+            format!("{base}-process")
+        } else {
+            base.to_string()
         }
     }
 
@@ -298,7 +330,12 @@ impl fmt::Display for Report {
             }
             writeln!(f, "anomalies: {counts:?}")?;
             for a in self.anomalies.iter().take(20) {
-                writeln!(f, "  {a:?}")?;
+                // Cycles and orders can hold hundreds of elements; the start says enough.
+                let line = format!("{a:?}");
+                match line.get(..400) {
+                    Some(start) if line.len() > 400 => writeln!(f, "  {start} ...")?,
+                    _ => writeln!(f, "  {line}")?,
+                }
             }
             if self.anomalies.len() > 20 {
                 writeln!(f, "  ... {} more", self.anomalies.len() - 20)?;
@@ -325,11 +362,25 @@ pub struct CheckOptions {
     pub search_budget: usize,
     /// Cap on the rw/ww edges to unobserved tail writers (readers-of-everything × tail writers).
     pub max_tail_edges: usize,
+    /// Add real-time edges: from each counted transaction with a `completed` time to every
+    /// counted one `invoked` later (through a frontier, so their number stays linear in the
+    /// history times the number of concurrent clients). Only sound if the times come from one
+    /// clock; then it checks strict serializability.
+    pub realtime: bool,
+    /// The id of a committed transaction that read keys after every client had finished: each
+    /// counted append to a key it read must be in that read (else **LostAppend**).
+    pub final_read: Option<u64>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { process_order: false, search_budget: 2_000_000, max_tail_edges: 1_000_000 }
+        CheckOptions {
+            process_order: false,
+            search_budget: 2_000_000,
+            max_tail_edges: 1_000_000,
+            realtime: false,
+            final_read: None,
+        }
     }
 }
 
@@ -341,14 +392,18 @@ const WW: u8 = 1;
 const WR: u8 = 2;
 const RW: u8 = 4;
 const PO: u8 = 8;
-const ALL: u8 = WW | WR | RW | PO;
+const RT: u8 = 16;
+/// Process and real-time order: both say "finished before the other began".
+const ORDER: u8 = PO | RT;
+const ALL: u8 = WW | WR | RW | ORDER;
 
 fn dep_of(kind: u8, key: u64) -> Dep {
     match kind {
         WW => Dep { kind: DepKind::WW, key: Some(key) },
         WR => Dep { kind: DepKind::WR, key: Some(key) },
         RW => Dep { kind: DepKind::RW, key: Some(key) },
-        _ => Dep { kind: DepKind::Process, key: None },
+        PO => Dep { kind: DepKind::Process, key: None },
+        _ => Dep { kind: DepKind::Realtime, key: None },
     }
 }
 
@@ -473,18 +528,19 @@ const PURE_SEARCHES: [Search; 4] = [
     Search { start: RW, allowed: WW | WR | RW, require: RW },
 ];
 
-const PROCESS_SEARCHES: [Search; 4] = [
-    Search { start: WW | PO, allowed: WW | PO, require: PO },
-    Search { start: WR, allowed: WW | WR | PO, require: PO },
-    Search { start: RW, allowed: WW | WR | PO, require: PO },
-    Search { start: RW, allowed: ALL, require: RW | PO },
+const ORDER_SEARCHES: [Search; 4] = [
+    Search { start: WW | ORDER, allowed: WW | ORDER, require: ORDER },
+    Search { start: WR, allowed: WW | WR | ORDER, require: ORDER },
+    Search { start: RW, allowed: WW | WR | ORDER, require: ORDER },
+    Search { start: RW, allowed: ALL, require: RW | ORDER },
 ];
 
 /// Finds a shortest cycle (as edge indices) for `s` in `g`, by breadth-first search over
 /// (node, required kinds seen) states. The bool is true when the budget ran out.
 fn find_cycle(g: &Graph, s: &Search, budget: usize) -> (Option<Vec<usize>>, bool) {
     let sub = scc(g, s.allowed);
-    let req: Vec<u8> = [WW, WR, RW, PO].into_iter().filter(|k| s.require & k != 0).collect();
+    // Process and real-time edges meet one requirement together.
+    let req: Vec<u8> = [WW, WR, RW, ORDER].into_iter().filter(|k| s.require & k != 0).collect();
     let r = req.len();
     let full = (1usize << r) - 1;
     let bits = |k: u8| req.iter().enumerate().fold(0usize, |m, (i, q)| if k & q != 0 { m | 1 << i } else { m });
@@ -976,6 +1032,15 @@ pub fn check_list_append_with(history: &[Txn], opts: &CheckOptions) -> Report {
         }
     }
 
+    if opts.realtime {
+        realtime_edges(&txns, &included, &mut edges);
+    }
+    if let Some(id) = opts.final_read {
+        let fi = ids.binary_search(&id).ok().filter(|&i| included[i]);
+        let fi = fi.unwrap_or_else(|| panic!("final read {id} is not a committed transaction of the history"));
+        check_final_read(&txns, fi, &per_key, &included, &mut rep.anomalies);
+    }
+
     // Cycles.
     let g = Graph::build(n, edges);
     rep.edges = g.to.len();
@@ -1001,11 +1066,11 @@ pub fn check_list_append_with(history: &[Txn], opts: &CheckOptions) -> Report {
                 }
             }
         }
-        let has_po = le.iter().any(|e| e.2 == PO);
+        let has_order = le.iter().any(|e| e.2 & ORDER != 0);
         let lg = Graph::build(m.len(), le);
         let lids: Vec<u64> = m.iter().map(|&v| ids[v as usize]).collect();
         let mut names: BTreeSet<String> = BTreeSet::new();
-        let searches = PURE_SEARCHES.iter().chain(if has_po { &PROCESS_SEARCHES[..] } else { &[] });
+        let searches = PURE_SEARCHES.iter().chain(if has_order { &ORDER_SEARCHES[..] } else { &[] });
         for s in searches {
             let (found, exhausted) = find_cycle(&lg, s, opts.search_budget);
             if exhausted {
@@ -1032,6 +1097,55 @@ pub fn check_list_append_with(history: &[Txn], opts: &CheckOptions) -> Report {
         }
     }
     rep
+}
+
+/// Real-time edges through a frontier: the completed transactions that no completed transaction
+/// follows yet (one invoked after their completion). Each transaction gets an edge from every
+/// frontier member as it is invoked, which covers every "A completed before B was invoked" pair
+/// transitively, since a member leaves only when a transaction that follows it completes (and
+/// joins in its place). Members overlap pairwise in time, so the frontier never holds more
+/// transactions than ran at once.
+fn realtime_edges(txns: &[&Txn], included: &[bool], edges: &mut Vec<(u32, u32, u8, u64)>) {
+    // (time, is completion, txn): at equal times invocations come first, as equal is unordered.
+    let mut events: Vec<(u64, bool, u32)> = Vec::new();
+    for (i, t) in txns.iter().enumerate() {
+        if included[i] {
+            events.extend(t.invoked.map(|at| (at, false, i as u32)));
+            events.extend(t.completed.map(|at| (at, true, i as u32)));
+        }
+    }
+    events.sort_unstable();
+    let mut frontier: Vec<u32> = Vec::new();
+    for (_, completion, i) in events {
+        if completion {
+            if let Some(start) = txns[i as usize].invoked {
+                frontier.retain(|&f| txns[f as usize].completed.is_some_and(|end| end >= start));
+            }
+            frontier.push(i);
+        } else {
+            edges.extend(frontier.iter().filter(|&&f| f != i).map(|&f| (f, i, RT, 0)));
+        }
+    }
+}
+
+/// Every counted append to a key the final read read must be in that read.
+fn check_final_read(
+    txns: &[&Txn],
+    fi: usize,
+    per_key: &BTreeMap<u64, KeyData>,
+    included: &[bool],
+    out: &mut Vec<Anomaly>,
+) {
+    let reader = txns[fi];
+    for op in &reader.ops {
+        let Mop::Read { key, list: Some(list) } = op else { continue };
+        let seen: HashSet<u64> = list.iter().copied().collect();
+        for &(w, value) in per_key.get(key).map_or(&[][..], |kd| &kd.appends[..]) {
+            if w as usize != fi && included[w as usize] && !seen.contains(&value) {
+                out.push(Anomaly::LostAppend { reader: reader.id, writer: txns[w as usize].id, key: *key, value });
+            }
+        }
+    }
 }
 
 /// Reads must equal the previous read of the key plus the appends since; before any read, they
@@ -1101,90 +1215,136 @@ fn parse_outcome(v: &serde_json::Value) -> Result<Outcome, String> {
     serde_json::from_value(v.clone()).map_err(|e| format!("outcome {v}: {e}"))
 }
 
-/// Parses list-append log lines (see the module documentation) into transactions. Lines that are
-/// neither invocations nor transactions (e.g. bank `snap` lines) are ignored; a final line without
-/// a newline that does not parse is taken as cut off by a kill and skipped.
-pub fn parse_history_jsonl(text: &str) -> Result<Vec<Txn>, String> {
-    let mut finished: Vec<Txn> = Vec::new();
-    let mut invoked: BTreeMap<u64, Txn> = BTreeMap::new();
+/// Whether a log may end in a torn line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Every line must parse: the writer ended on its own.
+    Complete,
+    /// The writer was killed: its last line may be cut off (no newline, not JSON) and is then
+    /// skipped. Any other unreadable line is still an error.
+    MayBeTorn,
+}
+
+/// The JSON value of each non-empty line of a log, with its line number.
+pub fn json_lines(text: &str, tail: Tail) -> Result<Vec<(usize, serde_json::Value)>, String> {
     let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = Vec::new();
     for (no, line) in lines.iter().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let last_unterminated = no + 1 == lines.len();
-        let parsed = (|| -> Result<(), String> {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-            if let Some(id) = v.get("invoke") {
-                let id = as_u64(id, "invoke")?;
-                let process = v.get("process").map(|p| as_u64(p, "process")).transpose()?.unwrap_or(0);
+        match serde_json::from_str(line) {
+            Ok(v) => out.push((no + 1, v)),
+            // A proper prefix of a JSON object never parses, so a torn line always lands here.
+            Err(_) if tail == Tail::MayBeTorn && no + 1 == lines.len() => {}
+            Err(e) => return Err(format!("line {}: {e}", no + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// A time field, absent or null when not recorded.
+fn time_field(v: &serde_json::Value, field: &str) -> Result<Option<u64>, String> {
+    v.get(field).filter(|t| !t.is_null()).map(|t| as_u64(t, field)).transpose()
+}
+
+fn parse_ops(ops: &serde_json::Value) -> Result<Vec<Mop>, String> {
+    ops.as_array().ok_or("ops: expected an array")?.iter().map(parse_worker_op).collect()
+}
+
+fn parse_log_txn(v: &serde_json::Value) -> Result<Option<Txn>, String> {
+    if v.get("invoke").is_none() && v.get("ops").is_none() {
+        return Ok(None);
+    }
+    let process = v.get("process").map(|p| as_u64(p, "process")).transpose()?.unwrap_or(0);
+    let (invoked, completed) = (time_field(v, "invoked")?, time_field(v, "completed")?);
+    if let Some(id) = v.get("invoke") {
+        let id = as_u64(id, "invoke")?;
+        let ops = match (v.get("ops"), v.get("appends")) {
+            (Some(ops), _) => parse_ops(ops)?,
+            (None, appends) => {
                 let mut ops = Vec::new();
-                for kv in v.get("appends").and_then(|a| a.as_array()).map(|a| a.as_slice()).unwrap_or(&[]) {
+                for kv in appends.and_then(|a| a.as_array()).map(|a| a.as_slice()).unwrap_or(&[]) {
                     let kv = kv.as_array().ok_or("appends: expected [key, value] pairs")?;
                     let (k, val) = (kv.first().ok_or("appends: no key")?, kv.get(1).ok_or("appends: no value")?);
                     ops.push(Mop::Append { key: as_u64(k, "append key")?, value: as_u64(val, "append value")? });
                 }
-                invoked.insert(id, Txn { id, process, ops, outcome: Outcome::Unknown });
-            } else if v.get("ops").is_some() {
-                let id = as_u64(v.get("id").ok_or("transaction without id")?, "id")?;
-                let process = v.get("process").map(|p| as_u64(p, "process")).transpose()?.unwrap_or(0);
-                let ops = v["ops"]
-                    .as_array()
-                    .ok_or("ops: expected an array")?
-                    .iter()
-                    .map(parse_worker_op)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let outcome =
-                    parse_outcome(v.get("outcome").or(v.get("status")).ok_or("transaction without outcome")?)?;
-                finished.push(Txn { id, process, ops, outcome });
+                ops
             }
-            Ok(())
-        })();
-        match parsed {
-            Ok(()) => {}
-            Err(_) if last_unterminated => {}
-            Err(e) => return Err(format!("line {}: {e}", no + 1)),
+        };
+        return Ok(Some(Txn { id, process, ops, outcome: Outcome::Unknown, invoked, completed: None }));
+    }
+    if let Some(ops) = v.get("ops") {
+        let id = as_u64(v.get("id").ok_or("transaction without id")?, "id")?;
+        let outcome = parse_outcome(v.get("outcome").or(v.get("status")).ok_or("transaction without outcome")?)?;
+        return Ok(Some(Txn { id, process, ops: parse_ops(ops)?, outcome, invoked, completed }));
+    }
+    Ok(None)
+}
+
+/// Parses list-append log lines (see the module documentation) into transactions. Lines that are
+/// neither invocations nor transactions (e.g. bank `snap` lines, worker events) are ignored.
+/// An invocation names the transaction's appends (`appends`, as `[key, value]` pairs) or all its
+/// operations (`ops`); its transaction stays [`Outcome::Unknown`] unless a finished line follows.
+pub fn parse_history_jsonl(text: &str, tail: Tail) -> Result<Vec<Txn>, String> {
+    let mut finished: Vec<Txn> = Vec::new();
+    let mut invoked: BTreeMap<u64, Txn> = BTreeMap::new();
+    for (no, v) in json_lines(text, tail)? {
+        match parse_log_txn(&v).map_err(|e| format!("line {no}: {e}"))? {
+            Some(t) if v.get("invoke").is_some() => {
+                invoked.insert(t.id, t);
+            }
+            Some(t) => finished.push(t),
+            None => {}
         }
     }
-    for t in &finished {
-        invoked.remove(&t.id);
+    for t in &mut finished {
+        if let Some(inv) = invoked.remove(&t.id) {
+            t.invoked = t.invoked.or(inv.invoked);
+        }
     }
     finished.extend(invoked.into_values());
     Ok(finished)
 }
 
-/// Reads and merges the logs of several processes.
-pub fn load_history_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Txn>, String> {
+/// Reads the logs of several processes with `parse` and merges what it returns.
+pub fn load_logs<P: AsRef<Path>, T>(
+    logs: &[(P, Tail)],
+    parse: fn(&str, Tail) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, String> {
     let mut all = Vec::new();
-    for p in paths {
+    for (p, tail) in logs {
         let p = p.as_ref();
         let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        all.extend(parse_history_jsonl(&text).map_err(|e| format!("{}: {e}", p.display()))?);
+        all.extend(parse(&text, *tail).map_err(|e| format!("{}: {e}", p.display()))?);
     }
     Ok(all)
 }
 
+/// Reads and merges the list-append logs of several processes.
+pub fn load_history_files<P: AsRef<Path>>(logs: &[(P, Tail)]) -> Result<Vec<Txn>, String> {
+    load_logs(logs, parse_history_jsonl)
+}
+
 /// Bank snapshots from `{"snap": [balances]}` log lines, numbered in order of appearance.
-pub fn parse_bank_snapshots(text: &str) -> Result<Vec<(u64, Vec<i64>)>, String> {
+pub fn parse_bank_snapshots(text: &str, tail: Tail) -> Result<Vec<(u64, Vec<i64>)>, String> {
     let mut out = Vec::new();
-    let lines: Vec<&str> = text.split('\n').collect();
-    for (no, line) in lines.iter().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
+    for (no, v) in json_lines(text, tail)? {
+        if let Some(s) = v.get("snap") {
+            let s = serde_json::from_value::<Vec<i64>>(s.clone()).map_err(|e| format!("line {no}: {e}"))?;
+            out.push((out.len() as u64, s));
         }
-        let parsed = serde_json::from_str::<serde_json::Value>(line).map_err(|e| e.to_string()).and_then(|v| {
-            match v.get("snap") {
-                None => Ok(None),
-                Some(s) => serde_json::from_value::<Vec<i64>>(s.clone()).map(Some).map_err(|e| e.to_string()),
-            }
-        });
-        match parsed {
-            Ok(Some(s)) => out.push((out.len() as u64, s)),
-            Ok(None) => {}
-            Err(_) if no + 1 == lines.len() => {}
-            Err(e) => return Err(format!("line {}: {e}", no + 1)),
+    }
+    Ok(out)
+}
+
+/// Predicate attempts from `{"range": .., "txn": .., "saw_empty": .., "outcome": ..}` log lines.
+pub fn parse_predicate_attempts(text: &str, tail: Tail) -> Result<Vec<PredicateAttempt>, String> {
+    let mut out = Vec::new();
+    for (no, v) in json_lines(text, tail)? {
+        if v.get("range").is_some() {
+            out.push(serde_json::from_value(v).map_err(|e| format!("line {no}: {e}"))?);
         }
     }
     Ok(out)
@@ -1291,7 +1451,10 @@ pub fn check_predicate_pairs(attempts: &[PredicateAttempt]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
+
+    /// A ceiling that only catches hangs.
+    const HANG: Duration = Duration::from_secs(60);
 
     /// splitmix64: deterministic and dependency-free.
     struct Rng(u64);
@@ -1406,7 +1569,9 @@ mod tests {
                     store.entry(k).or_default().push(v);
                 }
             }
-            out.push(Txn::new(id, rng.below(g.processes), outcome, ops));
+            // Each transaction overlaps the next three in time; real time still follows ids.
+            let completed = (outcome != Outcome::Unknown).then_some(id * 10 + 35);
+            out.push(Txn::new(id, rng.below(g.processes), outcome, ops).at(id * 10, completed));
         }
         out
     }
@@ -1416,8 +1581,8 @@ mod tests {
         for seed in 0..5 {
             let mut h = serial_history(seed, &Gen { txns: 1000, keys: 10, rotate_after: 0, processes: 8 });
             Rng(seed + 100).shuffle(&mut h);
-            for process_order in [false, true] {
-                let opts = CheckOptions { process_order, ..CheckOptions::default() };
+            for (process_order, realtime) in [(false, false), (true, false), (true, true)] {
+                let opts = CheckOptions { process_order, realtime, ..CheckOptions::default() };
                 let rep = check_shuffled(&h, &opts);
                 assert!(rep.is_valid(), "seed {seed}: {rep}");
                 assert!(rep.notes.is_empty(), "seed {seed}: {rep}");
@@ -1645,17 +1810,23 @@ mod tests {
         let mut h = serial_history(9, &Gen { txns: 20_000, keys: 10, rotate_after: 100, processes: 16 });
         Rng(1).shuffle(&mut h);
         let t0 = Instant::now();
-        let rep = check_list_append_with(&h, &CheckOptions { process_order: true, ..CheckOptions::default() });
+        let rep = check_list_append_with(
+            &h,
+            &CheckOptions { process_order: true, realtime: true, ..CheckOptions::default() },
+        );
         let el = t0.elapsed();
         eprintln!("20k serial txns checked in {el:?}: {rep}");
         assert!(rep.is_valid(), "{rep}");
+        // Real-time edges stay linear: about one per transaction and overlap.
+        assert!(rep.edges < 20 * 20_000, "{rep}");
         // A planted G0 among the 20k is found.
         h.push(ok(1_000_001, vec![a(1_000_000, 1), a(1_000_001, 1)]));
         h.push(ok(1_000_002, vec![a(1_000_000, 2), a(1_000_001, 2)]));
         h.push(ok(1_000_003, vec![r(1_000_000, &[1, 2]), r(1_000_001, &[2, 1])]));
         let rep = check_list_append(&h);
         assert_eq!(rep.anomaly_names(), set(&["G0"]));
-        assert!(el.as_secs_f64() < 5.0, "took {el:?}");
+        // Only a hang fails: a loaded machine may be many times slower than usual.
+        assert!(el < HANG, "took {el:?}");
     }
 
     #[test]
@@ -1666,7 +1837,7 @@ mod tests {
         let t0 = Instant::now();
         let rep = check_list_append_with(&h, &CheckOptions { max_tail_edges: 200_000, ..CheckOptions::default() });
         assert!(rep.anomaly_names().contains("G2"), "{rep}");
-        assert!(t0.elapsed().as_secs_f64() < 5.0, "took {:?}", t0.elapsed());
+        assert!(t0.elapsed() < HANG, "took {:?}", t0.elapsed());
         assert!(rep.notes.iter().any(|n| n.contains("max_tail_edges")), "{rep}");
     }
 
@@ -1681,7 +1852,8 @@ mod tests {
             "{\"snap\":[1,2]}\n",
             "{\"id\":4,\"process\":3,\"ops\":[[\"r\",5,[8,2",
         );
-        let mut h = parse_history_jsonl(log).unwrap();
+        assert!(parse_history_jsonl(log, Tail::Complete).unwrap_err().starts_with("line 7:"));
+        let mut h = parse_history_jsonl(log, Tail::MayBeTorn).unwrap();
         h.sort();
         assert_eq!(
             h,
@@ -1691,12 +1863,92 @@ mod tests {
                 Txn::new(3, 3, Outcome::Unknown, vec![a(5, 24), a(6, 25)]),
             ]
         );
-        assert!(parse_history_jsonl("{\"id\":1,\"ops\":[[\"x\",1,2]],\"outcome\":\"ok\"}\n").is_err());
+        let bad_op = "{\"id\":1,\"ops\":[[\"x\",1,2]],\"outcome\":\"ok\"}\n";
+        assert!(parse_history_jsonl(bad_op, Tail::MayBeTorn).is_err());
+        // Only the last line may be torn.
+        let torn_inside = "{\"id\":1,\"ops\":[],\"outcome\":\"ok\"\n{\"id\":2,\"ops\":[],\"outcome\":\"ok\"}\n";
+        assert!(parse_history_jsonl(torn_inside, Tail::MayBeTorn).is_err());
+        // Invocations may name every operation; times are kept, the invocation's if need be.
+        let log = concat!(
+            "{\"invoke\":7,\"process\":2,\"invoked\":100,\"ops\":[[\"r\",1,[]],[\"append\",1,3]]}\n",
+            "{\"invoke\":8,\"process\":2,\"invoked\":200,\"ops\":[[\"r\",1,[3]]]}\n",
+            "{\"id\":8,\"process\":2,\"ops\":[[\"r\",1,[3]]],\"outcome\":\"info\",\"completed\":250}\n",
+            "{\"corrupt\":\"x\",\"process\":2}\n",
+        );
+        let mut h = parse_history_jsonl(log, Tail::Complete).unwrap();
+        h.sort();
+        assert_eq!(
+            h,
+            vec![
+                Txn::new(7, 2, Outcome::Unknown, vec![r(1, &[]), a(1, 3)]).at(100, None),
+                Txn::new(8, 2, Outcome::Unknown, vec![r(1, &[3])]).at(200, Some(250)),
+            ]
+        );
         // The serde form round-trips.
         let t = Txn::new(9, 1, Outcome::Unknown, vec![a(1, 2), r(1, &[2]), Mop::Read { key: 3, list: None }]);
-        let line = serde_json::to_string(&t).unwrap();
-        assert_eq!(parse_history_jsonl(&line).unwrap(), vec![t]);
-        assert_eq!(parse_bank_snapshots("{\"snap\":[1,2]}\n{\"x\":1}\n{\"snap\":[3").unwrap(), vec![(0, vec![1, 2])]);
+        for t in [t.clone(), t.at(5, Some(6))] {
+            let line = serde_json::to_string(&t).unwrap();
+            assert_eq!(parse_history_jsonl(&line, Tail::Complete).unwrap(), vec![t]);
+        }
+        let snaps = "{\"snap\":[1,2]}\n{\"x\":1}\n{\"snap\":[3";
+        assert_eq!(parse_bank_snapshots(snaps, Tail::MayBeTorn).unwrap(), vec![(0, vec![1, 2])]);
+        assert!(parse_bank_snapshots(snaps, Tail::Complete).is_err());
+        let attempts = "{\"range\":4,\"txn\":9,\"process\":1,\"saw_empty\":true,\"outcome\":\"ok\"}\n{\"stats\":{}}\n";
+        assert_eq!(
+            parse_predicate_attempts(attempts, Tail::Complete).unwrap(),
+            vec![PredicateAttempt { txn: 9, range: 4, saw_empty: true, outcome: Outcome::Committed }]
+        );
+        assert!(parse_predicate_attempts("{\"range\":4}\n", Tail::Complete).is_err());
+    }
+
+    #[test]
+    fn checker_realtime_catches_stale_reads() {
+        // T2 was invoked after T1's append was acknowledged, yet did not see it.
+        let h = vec![
+            ok(1, vec![a(1, 1)]).at(0, Some(10)),
+            ok(2, vec![r(1, &[])]).at(20, Some(30)),
+            ok(3, vec![r(1, &[1])]).at(40, Some(50)),
+        ];
+        assert!(check_list_append(&h).is_valid());
+        let rt = CheckOptions { realtime: true, ..CheckOptions::default() };
+        let rep = check_shuffled(&h, &rt);
+        assert_eq!(rep.anomaly_names(), set(&["G-single-realtime"]), "{rep}");
+        let (_, edges) = rep.anomalies[0].cycle().unwrap();
+        assert!(edges.contains(&Dep { kind: DepKind::Realtime, key: None }), "{rep}");
+        // Overlapping in time, or meeting at one instant, they are unordered.
+        for t1 in [25, 20] {
+            let mut h2 = h.clone();
+            h2[0].completed = Some(t1);
+            assert!(check_shuffled(&h2, &rt).is_valid(), "completed at {t1}");
+        }
+        // The stale read is found through a chain of others too (via the frontier).
+        let mut h3: Vec<Txn> = (10..60).map(|i| ok(i, vec![r(2, &[])]).at(i * 100, Some(i * 100 + 250))).collect();
+        h3.push(ok(1, vec![a(1, 1)]).at(0, Some(10)));
+        h3.push(ok(2, vec![r(1, &[])]).at(10_000, Some(10_001)));
+        h3.push(ok(3, vec![r(1, &[1])]).at(10_002, Some(10_003)));
+        assert_eq!(check_shuffled(&h3, &rt).anomaly_names(), set(&["G-single-realtime"]));
+    }
+
+    #[test]
+    fn checker_final_read_finds_lost_appends() {
+        let h = vec![
+            ok(1, vec![r(1, &[]), a(1, 1)]).at(0, Some(10)),
+            ok(2, vec![r(2, &[]), a(2, 5)]).at(0, Some(10)),
+            // Never seen, outcome unknown: it may not have committed.
+            info(3, vec![r(2, &[]), a(2, 7)]).at(0, None),
+            ok(9, vec![r(1, &[1]), r(2, &[])]).at(20, Some(30)),
+        ];
+        let opts = CheckOptions { final_read: Some(9), ..CheckOptions::default() };
+        let rep = check_shuffled(&h, &opts);
+        assert_eq!(rep.anomalies, vec![Anomaly::LostAppend { reader: 9, writer: 2, key: 2, value: 5 }], "{rep}");
+        // With real time the final read comes after T2, which it contradicts.
+        let rep = check_shuffled(&h, &CheckOptions { realtime: true, ..opts.clone() });
+        assert_eq!(rep.anomaly_names(), set(&["lost-append", "G-single-realtime"]), "{rep}");
+        // An unknown transaction someone saw counts: all its appends must be there.
+        let h = vec![info(1, vec![a(1, 1), a(2, 1)]), ok(9, vec![r(1, &[1]), r(2, &[])])];
+        let rep = check_list_append_with(&h, &opts);
+        assert!(rep.anomalies.contains(&Anomaly::LostAppend { reader: 9, writer: 1, key: 2, value: 1 }), "{rep}");
+        assert_eq!(rep.anomaly_names(), set(&["lost-append", "G-single"]), "{rep}");
     }
 
     #[test]

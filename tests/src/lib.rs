@@ -1,8 +1,10 @@
 //! Shared helpers for the integration tests.
 
 pub mod checker;
+pub mod lists;
 pub mod plugins;
 pub mod redis_server;
+pub mod swarm;
 
 use sop::Database;
 use std::collections::BTreeMap;

