@@ -110,7 +110,7 @@ fn options(vfs: &SimVfs, p: usize, rng: &mut StdRng) -> DbOptions {
         reclaim_grace: Duration::ZERO,
         compact_min_bytes: 0,
         compact_dead_ratio: if rng.random_bool(0.5) { 0.3 } else { 0.9 },
-        cache_bytes: if p % 2 == 0 { 1 << 12 } else { 1 << 24 },
+        cache_bytes: if p.is_multiple_of(2) { 1 << 12 } else { 1 << 24 },
         // Some processes sweep other processes' temp files at once (a skewed view of time).
         stale_tmp_after: if p == 3 { Duration::ZERO } else { Duration::from_secs(600) },
         ..DbOptions::default()
@@ -151,7 +151,7 @@ fn run_process(db: &Database, sched: &Sched, me: usize, seed: u64, steps: usize,
                     let (f, t) = (get(from)?, get(to)?);
                     if from != to && f >= amount {
                         s.upsert(&from.to_be_bytes(), &(f - amount).to_le_bytes())?;
-                        s.upsert(&to.to_be_bytes(), &(t + amount + 0).to_le_bytes())?;
+                        s.upsert(&to.to_be_bytes(), &(t + amount).to_le_bytes())?;
                     }
                     tx.commit().map(|_| ())
                 })

@@ -35,12 +35,15 @@ fn points() -> &'static [Point] {
     })
 }
 
+/// What a thread runs at every pause point it reaches, given the point's name.
+pub type Hook = Box<dyn FnMut(&str)>;
+
 thread_local! {
-    static HOOK: RefCell<Option<Box<dyn FnMut(&str)>>> = const { RefCell::new(None) };
+    static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
 }
 
 /// Runs `hook` at every pause point this thread reaches (`None` removes it). For tests.
-pub fn set_thread_hook(hook: Option<Box<dyn FnMut(&str)>>) {
+pub fn set_thread_hook(hook: Option<Hook>) {
     HOOK.with(|h| *h.borrow_mut() = hook);
 }
 
