@@ -74,11 +74,7 @@ impl DbInner {
     /// The header of checkpoint `seq`; `None` if it was removed (a newer one exists).
     pub(super) fn checkpoint_header(&self, seq: u64) -> Result<Option<FileHeader>> {
         let path = self.layout.checkpoint(seq);
-        let f = match self.vfs.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        let Some(f) = self.open_if_exists(&path)? else { return Ok(None) };
         let len = f.len().map_err(|e| Error::io(&path, e))?;
         let h = read_header(&path, &*f, MAGIC_CHECKPOINT, len)?;
         self.check_checkpoint_header(&path, &h, seq)?;
@@ -88,11 +84,7 @@ impl DbInner {
     /// The commit identities checkpoint `seq` covers; `None` if it was removed.
     pub(super) fn checkpoint_chain(&self, seq: u64) -> Result<Option<ChainWindow>> {
         let path = self.layout.checkpoint(seq);
-        let f = match self.vfs.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        let Some(f) = self.open_if_exists(&path)? else { return Ok(None) };
         // Header and chain come first; the registry after them can be large.
         let len = f.len().map_err(|e| Error::io(&path, e))?;
         let mut buf = vec![0u8; len.min(64 << 10) as usize];
@@ -128,11 +120,7 @@ impl DbInner {
     /// was removed before we could read it (a newer one exists). Call with the apply lock held.
     pub(super) fn load_checkpoint(&self, seq: u64) -> Result<bool> {
         let path = self.layout.checkpoint(seq);
-        let f = match self.vfs.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        let Some(f) = self.open_if_exists(&path)? else { return Ok(false) };
         let buf = f.read_all().map_err(|e| Error::io(&path, e))?;
         record::check_prefix(&path, &buf, MAGIC_CHECKPOINT)?;
         let (mut header, mut chain, mut body) = (None::<FileHeader>, None::<ChainWindow>, None::<CheckpointBody>);

@@ -340,6 +340,15 @@ impl DbInner {
         Error::Poisoned(err.to_string())
     }
 
+    /// Opens a file that may have been removed by another process; `None` if it is gone.
+    pub fn open_if_exists(&self, path: &Path) -> Result<Option<Arc<dyn crate::vfs::VFile>>> {
+        match self.vfs.open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
     pub fn current(&self) -> Arc<State> {
         self.state.read().clone()
     }

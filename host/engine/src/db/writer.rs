@@ -574,11 +574,7 @@ impl DbInner {
 
     /// The identity in a commit file's header; `None` if the file is gone.
     fn file_identity(&self, path: &Path) -> Result<Option<u64>> {
-        let f = match self.vfs.open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        let Some(f) = self.open_if_exists(path)? else { return Ok(None) };
         let len = f.len().map_err(|e| Error::io(path, e))?;
         Ok(Some(read_header(path, &*f, MAGIC_COMMIT, len)?.nonce))
     }
