@@ -23,6 +23,7 @@ impl DbInner {
         let (st, files) = {
             let _apply = self.apply_lock.lock();
             let st = self.current();
+            crate::failpoint::hit("checkpoint-state");
             let sp = self.space.lock();
             if st.seq == 0 || st.seq <= sp.last_checkpoint {
                 return Ok(());
