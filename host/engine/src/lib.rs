@@ -6,7 +6,7 @@
 //! * **Durable**: a commit that returned `Ok` survives `kill -9` and power loss. Each commit
 //!   is one immutable file, synced and then published with an exclusive link.
 //! * **In-flight merging**: concurrent transactions that change different keys of the same
-//!   node both commit; the engine replays each transaction's item-level changes onto the
+//!   node both commit; the engine merges each transaction's item-level changes onto the
 //!   freshest tree. Only a true conflict (a key one wrote and the other read or wrote, or a
 //!   scanned range) fails, with [`Error::Conflict`]; [`Database::transact`] retries it.
 //! * **Serializable** read-write transactions, phantoms included; read-only transactions
@@ -78,7 +78,7 @@ pub struct CommitInfo {
     /// Sequence number of the commit file that holds it (the snapshot's, for a commit with no
     /// writes).
     pub seq: u64,
-    /// Whether it was merged in flight: replayed onto a node that a concurrent transaction
+    /// Whether it was merged in flight: applied to a node that a concurrent transaction
     /// changed after this one's snapshot.
     pub merged: bool,
 }

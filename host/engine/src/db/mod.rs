@@ -187,7 +187,7 @@ impl Database {
     }
 
     /// Opens with explicit options. Recovery runs here: leftover temp files of dead commits
-    /// are removed, the newest checkpoint is loaded and every later commit is replayed and
+    /// are removed, the newest checkpoint is loaded and every later commit is applied and
     /// verified.
     pub fn open_with(path: impl AsRef<Path>, opts: DbOptions) -> Result<Database> {
         let layout = Layout { root: path.as_ref().to_path_buf() };

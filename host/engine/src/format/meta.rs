@@ -164,7 +164,7 @@ impl ChainWindow {
 pub struct RegistryChange {
     /// Logical node id.
     pub node: u64,
-    /// Version the writer based its change on (0: the node did not exist). Replay checks it.
+    /// Version the writer based its change on (0: the node did not exist). Catch-up checks it.
     pub expected: u64,
     /// New handle, or `None` when the node is deleted.
     pub new: Option<Handle>,

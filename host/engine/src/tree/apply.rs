@@ -1,6 +1,6 @@
 //! Copy-on-write application of a sorted batch of item-level mutations to one store's tree.
 //!
-//! This is the "replay" of SOP's in-flight merge: every commit applies its transactions'
+//! This is SOP's in-flight merge: every commit applies its transactions'
 //! item-level changes to the freshest committed tree, so two transactions that changed
 //! different keys of one node both land, and structure changes (splits, removals, root
 //! growth and collapse) are recomputed against the current shape. Bytes are never merged.
