@@ -62,7 +62,7 @@ fn step(db: &Database, i: u32) -> sop::Result<()> {
 }
 
 /// Rewrites one hot key: every commit supersedes the last, so commit files die, are
-/// reclaimed after each checkpoint and reused by later commits.
+/// reclaimed after each checkpoint.
 fn hot_step(db: &Database, i: u32) -> sop::Result<()> {
     let tx = db.begin_write()?;
     let h = tx.open_or_create_store("hot", StoreOptions::default())?;
@@ -105,7 +105,7 @@ fn every_crash_point_recovers_to_a_commit_boundary() {
 }
 
 #[test]
-fn every_crash_point_recovers_while_files_are_reclaimed_and_reused() {
+fn every_crash_point_recovers_while_files_are_compacted_and_reclaimed() {
     crash_points(hot_step, 8, 10);
 }
 
@@ -141,6 +141,7 @@ fn crash_points(step: Step, pre: u32, more: u32) {
     for k in 0..=total_ops {
         let fs = base.crash_image(CrashMode::KeepAll, 0);
         let db = open(&fs).unwrap();
+        let start = fs.op_count();
         fs.crash_after(k);
         let mut acked = pre;
         for i in pre..pre + more {
@@ -158,6 +159,11 @@ fn crash_points(step: Step, pre: u32, more: u32) {
                 r => panic!("crash point {k}: a write after the crash gave {r:?}"),
             }
         } else {
+            // Op counts vary a little between runs (random node ids change record sizes, and
+            // with them when compaction is due), so a point may lie past this run's end; one
+            // inside it must fire.
+            let ran = fs.op_count() - start;
+            assert!(ran <= k, "crash point {k}: the run made {ran} operations, yet the crash never fired");
             assert_eq!(acked, pre + more, "crash point {k}: no crash, yet not every step was acknowledged");
         }
         drop(db);
@@ -183,9 +189,9 @@ fn crash_points(step: Step, pre: u32, more: u32) {
             checked += 1;
         }
     }
-    // The workload is deterministic, so a crash point at each operation the dry run counted
-    // must fire, and the one past the last must not.
-    assert_eq!(crashes, total_ops, "crash points that fired, of the {total_ops} operations counted");
+    // Most points the dry run counted lie inside each run (see above): a crash injection that
+    // stopped working would leave this far below.
+    assert!(crashes * 4 >= total_ops * 3, "only {crashes} of {total_ops} crash points fired");
     eprintln!("checked {checked} crash images over {total_ops} crash points");
 }
 
