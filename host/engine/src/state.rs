@@ -62,15 +62,6 @@ impl State {
         self.chain.last().copied().unwrap_or(0)
     }
 
-    /// Identity of commit `at`, if remembered.
-    pub fn nonce_at(&self, at: u64) -> Option<u64> {
-        let first = (self.seq + 1).checked_sub(self.chain.len() as u64)?;
-        if at < first || at > self.seq {
-            return None;
-        }
-        self.chain.get((at - first) as usize).copied()
-    }
-
     /// Appends the commit `nonce` as the new head (the caller advances `seq`).
     pub fn push_chain(&mut self, nonce: u64) {
         self.chain.push_back(nonce);

@@ -19,7 +19,7 @@ use crate::format::record::{self, MAGIC_COMMIT, tag};
 use crate::state::State;
 use crate::vfs::VFile;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 impl DbInner {
@@ -46,15 +46,19 @@ impl DbInner {
     /// [`DbInner::catch_up`] with the apply lock held.
     pub(super) fn catch_up_locked(&self) -> Result<()> {
         loop {
-            let start = self.current().seq;
-            let stop = self.read_forward()?;
             let cur = self.current();
+            // Files are read first and installed only once the checkpoint listing that follows
+            // confirms them: another thread of this process must never begin a transaction on
+            // a state that includes a void file, even for an instant.
+            let (staged, stop) = self.read_forward(&cur)?;
             if let Some(c) = self.newest_checkpoint()? {
-                let superseded = c > cur.seq
-                    || (c > start && {
+                let top = cur.seq + staged.len() as u64;
+                let superseded = c > top
+                    || (c > cur.seq && {
                         // A checkpoint inside what we just read must agree with it.
+                        let read = &staged[(c - cur.seq - 1) as usize].header;
                         match self.checkpoint_header(c)? {
-                            Some(h) => cur.nonce_at(c) != Some(h.nonce),
+                            Some(h) => h.nonce != read.nonce,
                             None => true, // replaced by a newer one meanwhile: look again
                         }
                     });
@@ -63,28 +67,37 @@ impl DbInner {
                     continue;
                 }
             }
+            for f in &staged {
+                self.apply_commit(&self.current(), f)?;
+            }
             return match stop {
                 Stop::End => Ok(()),
+                Stop::Batch => continue,
                 // No checkpoint explains a file that does not continue our chain.
                 Stop::Diverged { seq, prev } => Err(Error::corrupt(
                     self.layout.commit(seq),
-                    format!("commit names {prev:#x} as its predecessor, but commit {} is {:#x}", seq - 1, cur.head()),
+                    format!(
+                        "commit names {prev:#x} as its predecessor, but commit {} is {:#x}",
+                        seq - 1,
+                        self.current().head()
+                    ),
                 )),
             };
         }
     }
 
-    /// Applies commit files `seq + 1, seq + 2, …` while they exist and continue the chain.
-    fn read_forward(&self) -> Result<Stop> {
+    /// Reads commit files `seq + 1, seq + 2, …` after `cur` while they exist and continue the
+    /// chain, at most [`CATCH_UP_BATCH`] of them.
+    fn read_forward(&self, cur: &State) -> Result<(Vec<Staged>, Stop)> {
+        let mut staged: Vec<Staged> = Vec::new();
         loop {
-            let cur = self.current();
-            let next = cur.seq + 1;
+            if staged.len() >= CATCH_UP_BATCH {
+                return Ok((staged, Stop::Batch));
+            }
+            let head = staged.last().map_or(cur.head(), |f| f.header.nonce);
+            let next = cur.seq + staged.len() as u64 + 1;
             let path = self.layout.commit(next);
-            let f = match self.vfs.open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Stop::End),
-                Err(e) => return Err(Error::io(path, e)),
-            };
+            let Some(f) = self.open_if_exists(&path)? else { return Ok((staged, Stop::End)) };
             // An open handle keeps reading the same file even if it is reclaimed meanwhile.
             let (header, meta, len) = read_commit_meta(&path, &*f)?;
             if header.db_id != self.db_id {
@@ -93,15 +106,16 @@ impl DbInner {
             if header.seq != next {
                 return Err(Error::corrupt(&path, format!("file name says commit {next}, header says {}", header.seq)));
             }
-            if header.prev != cur.head() {
-                return Ok(Stop::Diverged { seq: next, prev: header.prev });
+            if header.prev != head {
+                return Ok((staged, Stop::Diverged { seq: next, prev: header.prev }));
             }
-            self.apply_commit(&cur, &path, &header, &meta, len)?;
+            staged.push(Staged { path, header, meta, len });
         }
     }
 
     /// Installs another writer's commit after checking every registry change's base version.
-    fn apply_commit(&self, base: &State, path: &Path, header: &FileHeader, meta: &CommitMeta, len: u64) -> Result<()> {
+    fn apply_commit(&self, base: &State, f: &Staged) -> Result<()> {
+        let (path, header, meta) = (&f.path, &f.header, &f.meta);
         let seq = header.seq;
         let mut node_live = 0u64;
         for ch in &meta.registry {
@@ -118,7 +132,7 @@ impl DbInner {
                 node_live += u64::from(h.loc.len);
             }
         }
-        self.install(base, header.nonce, seq, meta, len, node_live + meta.blob_bytes)
+        self.install(base, header.nonce, seq, meta, f.len, node_live + meta.blob_bytes)
     }
 
     /// Makes a commit part of the in-memory state: registry, catalog, chain, conflict history
@@ -214,10 +228,23 @@ impl DbInner {
     }
 }
 
+/// Commit files read per catch-up round before they are checked and installed.
+const CATCH_UP_BATCH: usize = 256;
+
+/// A commit file read by catch-up, not yet installed.
+struct Staged {
+    path: PathBuf,
+    header: FileHeader,
+    meta: CommitMeta,
+    len: u64,
+}
+
 /// Why reading forward stopped.
 enum Stop {
     /// The next commit file does not exist.
     End,
+    /// [`CATCH_UP_BATCH`] files were read; there may be more.
+    Batch,
     /// The next commit file names another predecessor than the state's head.
     Diverged { seq: u64, prev: u64 },
 }
