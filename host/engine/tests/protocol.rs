@@ -5,10 +5,14 @@
 use sop::vfs::{SimVfs, Vfs};
 use sop::{Database, DbOptions, Error, StoreOptions};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 fn open(vfs: &SimVfs) -> Database {
+    open_with_ratio(vfs, 0.5)
+}
+
+fn open_with_ratio(vfs: &SimVfs, compact_dead_ratio: f64) -> Database {
     Database::open_with(
         "/db",
         DbOptions {
@@ -17,6 +21,7 @@ fn open(vfs: &SimVfs) -> Database {
             reclaim_grace: Duration::ZERO,
             compact_min_bytes: 0,
             checkpoint_every: 1_000_000,
+            compact_dead_ratio,
             ..DbOptions::default()
         },
     )
@@ -88,8 +93,9 @@ fn a_paused_writer_cannot_publish_into_a_reclaimed_number() {
     put(&a, b"k", b"0").unwrap();
     put(&a, b"other", b"0").unwrap();
     let _ = get(&b, b"k").unwrap();
-    // `b` prepares a commit on its current state, then pauses right before publishing while
-    // `a` uses the next numbers, checkpoints and reclaims them.
+    // `b` prepares a commit on its current state and finds no checkpoint above it, then
+    // pauses right before publishing while `a` uses the next numbers, checkpoints and
+    // reclaims them.
     let (a2, vfs2) = (a.clone(), vfs.clone());
     let mut once = Some(move || {
         churn(&a2, 20);
@@ -97,7 +103,7 @@ fn a_paused_writer_cannot_publish_into_a_reclaimed_number() {
         assert!(!names.iter().any(|n| n.starts_with("00000000000000000003")), "commit 3 was reclaimed: {names:?}");
     });
     sop::failpoint::set_thread_hook(Some(Box::new(move |point| {
-        if point == "before-publish"
+        if point == "publish-checked"
             && let Some(f) = once.take()
         {
             f();
@@ -210,4 +216,147 @@ fn a_checkpoint_never_mixes_one_state_with_another_states_accounting() {
     let report = loader.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(get(&loader, b"k17").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+// Finding 7 inside one process (from an independent review): while one thread's catch-up has
+// read a paused writer's void file, other threads must neither begin on it nor build on it.
+
+/// Runs W's commit (base = seq 2) with: P drops store x as commit 3 (no live records),
+/// checkpoints and reclaims it before W publishes; W then publishes a void file 3 and,
+/// before W's verdict, `during_void` runs.
+fn paused_writer_publishes_void(
+    vfs: &SimVfs,
+    p: &Database,
+    w: &Database,
+    during_void: Box<dyn FnOnce()>,
+) -> sop::Result<sop::CommitInfo> {
+    let (p2, vfs2) = (p.clone(), vfs.clone());
+    let mut before = Some(move || {
+        p2.transact(|tx| tx.remove_store("x")).unwrap();
+        p2.maintain().unwrap();
+        let names = commit_names(&vfs2);
+        assert!(!names.iter().any(|n| n.starts_with("00000000000000000003")), "commit 3 reclaimed: {names:?}");
+    });
+    let mut after = Some(during_void);
+    sop::failpoint::set_thread_hook(Some(Box::new(move |point| {
+        let step = match point {
+            "publish-checked" => before.take().map(|f| Box::new(f) as Box<dyn FnOnce()>),
+            "after-publish" => after.take(),
+            _ => None,
+        };
+        if let Some(f) = step {
+            f();
+        }
+    })));
+    let tx = w.begin_write().unwrap();
+    tx.open_store("s").unwrap().upsert(b"other", b"from the paused writer").unwrap();
+    let r = tx.commit();
+    sop::failpoint::set_thread_hook(None);
+    r
+}
+
+fn setup() -> (SimVfs, Database, Database, Database) {
+    let vfs = SimVfs::new();
+    let (p, w, r) = (open_with_ratio(&vfs, 2.0), open(&vfs), open(&vfs));
+    put(&p, b"k", b"0").unwrap(); // 1
+    p.transact(|tx| tx.create_store("x", StoreOptions::default()).map(|_| ())).unwrap(); // 2
+    assert_eq!(get(&r, b"k").unwrap().as_deref(), Some(&b"0"[..]));
+    assert_eq!(get(&w, b"k").unwrap().as_deref(), Some(&b"0"[..]));
+    assert_eq!(r.stats().last_seq, 2);
+    (vfs, p, w, r)
+}
+
+/// Spawns a thread that runs `r.begin_read()` and parks at the first vfs call after its
+/// catch-up installed the (void) commit 3, i.e. before the checkpoint check.
+fn park_catch_up(r: &Database) -> (std::thread::JoinHandle<()>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (installed_tx, installed_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let r_t = r.clone();
+    let t = std::thread::spawn(move || {
+        let r_h = r_t.clone();
+        let mut armed = true;
+        sop::failpoint::set_thread_hook(Some(Box::new(move |point| {
+            if armed && point == "vfs" && r_h.stats().last_seq == 3 {
+                armed = false;
+                installed_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+        })));
+        let _ = r_t.begin_read();
+        sop::failpoint::set_thread_hook(None);
+    });
+    (t, installed_rx, go_tx)
+}
+
+#[test]
+fn a_concurrent_begin_never_snapshots_a_void_commit() {
+    let (vfs, p, w, r) = setup();
+    let seen = Arc::new(parking_lot::Mutex::new(None));
+    let seen2 = seen.clone();
+    let r2 = r.clone();
+    let res = paused_writer_publishes_void(
+        &vfs,
+        &p,
+        &w,
+        Box::new(move || {
+            let (t, installed, go) = park_catch_up(&r2);
+            installed.recv().unwrap();
+            eprintln!("T parked; r stats {:?}", r2.stats());
+            let tx = r2.begin_read().unwrap();
+            let other = tx.open_store("s").unwrap().get(b"other").unwrap().map(|v| v.to_vec());
+            let names = tx.store_names().unwrap();
+            *seen2.lock() = Some((tx.snapshot_seq(), other, names));
+            drop(tx);
+            go.send(()).unwrap();
+            t.join().unwrap();
+        }),
+    );
+    let (seq, other, names) = seen.lock().take().unwrap();
+    assert!(other.is_none() || res.is_ok(), "a reader saw a write that was never committed");
+    assert!(!names.iter().any(|n| n == "x") || seq < 3, "snapshot at 3 still has the store dropped by commit 3");
+}
+
+#[test]
+fn a_leader_never_builds_on_a_void_commit() {
+    let (vfs, p, w, r) = setup();
+    // L: a commit in process r that pauses right after its catch-up (state 2).
+    let (at_base_tx, at_base_rx) = mpsc::channel::<()>();
+    let (go_l_tx, go_l_rx) = mpsc::channel::<()>();
+    let r_l = r.clone();
+    let l = std::thread::spawn(move || {
+        let mut armed = true;
+        sop::failpoint::set_thread_hook(Some(Box::new(move |point| {
+            if armed && point == "leader-base" {
+                armed = false;
+                at_base_tx.send(()).unwrap();
+                go_l_rx.recv().unwrap();
+            }
+        })));
+        let tx = r_l.begin_write().unwrap();
+        tx.open_store("s").unwrap().upsert(b"l", b"from L").unwrap();
+        let res = tx.commit();
+        sop::failpoint::set_thread_hook(None);
+        res
+    });
+    at_base_rx.recv().unwrap();
+    let r2 = r.clone();
+    let _ = paused_writer_publishes_void(
+        &vfs,
+        &p,
+        &w,
+        Box::new(move || {
+            let (t, installed, go) = park_catch_up(&r2);
+            installed.recv().unwrap();
+            go_l_tx.send(()).unwrap(); // L takes its base now, then blocks on the apply lock
+            std::thread::sleep(Duration::from_millis(300));
+            go.send(()).unwrap();
+            t.join().unwrap();
+        }),
+    );
+    let l_res = l.join().unwrap();
+    let fresh = Database::open_with("/db", DbOptions { vfs: Arc::new(vfs.clone()), ..DbOptions::default() });
+    if l_res.is_ok() {
+        let fresh = fresh.expect("an acknowledged commit left the database unopenable");
+        assert_eq!(get(&fresh, b"l").unwrap().as_deref(), Some(&b"from L"[..]));
+    }
 }

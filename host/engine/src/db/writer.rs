@@ -130,6 +130,7 @@ impl DbInner {
                 fill(results, |_| Err(e.clone()));
                 break;
             }
+            crate::failpoint::hit("leader-base");
             let base = self.current();
             let accepted = self.validate(&base, txns, results);
             if accepted.is_empty() {
@@ -466,7 +467,9 @@ impl DbInner {
         // From the publication to the install nobody else may change the in-memory state, or
         // a catch-up could apply our own file before we install it.
         let _apply = self.apply_lock.lock();
-        if self.current().seq != base.seq || self.publish(seq, nonce, &buf)? == Publish::Rebase {
+        // The same number is not enough: the state must be the very one we built on.
+        let cur = self.current();
+        if cur.seq != base.seq || cur.head() != base.head() || self.publish(seq, nonce, &buf)? == Publish::Rebase {
             return Ok(Publish::Rebase);
         }
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -519,6 +522,12 @@ impl DbInner {
     /// failure poisons the handle.
     fn publish(&self, seq: u64, nonce: u64, buf: &[u8]) -> Result<Publish> {
         let target = self.layout.commit(seq);
+        // A checkpoint at or above `seq` already: the number was used while we were away
+        // (only a listing made after the create can prove the opposite, below).
+        if self.newest_checkpoint()?.is_some_and(|c| c >= seq) {
+            return Ok(Publish::Rebase);
+        }
+        crate::failpoint::hit("publish-checked");
         match self.vfs.put_new(&target, buf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
