@@ -288,6 +288,15 @@ fn park_catch_up(r: &Database) -> (std::thread::JoinHandle<()>, mpsc::Receiver<(
     (t, installed_rx, go_tx)
 }
 
+/// Runs `f` while another thread of `r` is parked inside a catch-up, then lets it finish.
+fn while_catching_up(r: &Database, f: impl FnOnce()) {
+    let (t, installed, go) = park_catch_up(r);
+    installed.recv().unwrap();
+    f();
+    go.send(()).unwrap();
+    t.join().unwrap();
+}
+
 #[test]
 fn a_concurrent_begin_never_snapshots_a_void_commit() {
     let (vfs, p, w, r) = setup();
@@ -299,16 +308,12 @@ fn a_concurrent_begin_never_snapshots_a_void_commit() {
         &p,
         &w,
         Box::new(move || {
-            let (t, installed, go) = park_catch_up(&r2);
-            installed.recv().unwrap();
-            eprintln!("T parked; r stats {:?}", r2.stats());
-            let tx = r2.begin_read().unwrap();
-            let other = tx.open_store("s").unwrap().get(b"other").unwrap().map(|v| v.to_vec());
-            let names = tx.store_names().unwrap();
-            *seen2.lock() = Some((tx.snapshot_seq(), other, names));
-            drop(tx);
-            go.send(()).unwrap();
-            t.join().unwrap();
+            while_catching_up(&r2, || {
+                let tx = r2.begin_read().unwrap();
+                let other = tx.open_store("s").unwrap().get(b"other").unwrap().map(|v| v.to_vec());
+                let names = tx.store_names().unwrap();
+                *seen2.lock() = Some((tx.snapshot_seq(), other, names));
+            })
         }),
     );
     let (seq, other, names) = seen.lock().take().unwrap();
@@ -345,12 +350,10 @@ fn a_leader_never_builds_on_a_void_commit() {
         &p,
         &w,
         Box::new(move || {
-            let (t, installed, go) = park_catch_up(&r2);
-            installed.recv().unwrap();
-            go_l_tx.send(()).unwrap(); // L takes its base now, then blocks on the apply lock
-            std::thread::sleep(Duration::from_millis(300));
-            go.send(()).unwrap();
-            t.join().unwrap();
+            while_catching_up(&r2, || {
+                go_l_tx.send(()).unwrap(); // L takes its base now, then blocks on the apply lock
+                std::thread::sleep(Duration::from_millis(300));
+            })
         }),
     );
     let l_res = l.join().unwrap();
