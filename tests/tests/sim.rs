@@ -18,8 +18,8 @@
 use parking_lot::{Condvar, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sop::vfs::SimVfs;
 use sop::coord::{CoordError, Coordinator, Lease};
+use sop::vfs::SimVfs;
 use sop::{Database, DbOptions, Error, StoreOptions};
 use std::collections::HashMap;
 use std::sync::Arc;

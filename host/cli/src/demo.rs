@@ -334,7 +334,15 @@ fn run_procs(
     writers: usize,
     bar: &ProgressBar,
 ) -> Result<Totals> {
-    let plan = Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch, workload: Workload::Demo, offer: true };
+    let plan = Plan {
+        run,
+        threads: a.threads,
+        writers,
+        items: a.items,
+        batch: a.batch,
+        workload: Workload::Demo,
+        offer: true,
+    };
     let mut kids = spawn_writers(conn, dir, a.procs, &plan)?;
     // Progress from the shared store itself: every process sees every commit.
     loop {

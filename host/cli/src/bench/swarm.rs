@@ -75,7 +75,14 @@ pub struct Args {
 }
 
 /// Runs `k` writer processes on a fresh database in `dir` and checks every item arrived.
-fn measure(a: &Args, conn: &Conn, dir: &std::path::Path, k: usize, offer: bool, workload: crate::demo::Workload) -> Result<Run> {
+fn measure(
+    a: &Args,
+    conn: &Conn,
+    dir: &std::path::Path,
+    k: usize,
+    offer: bool,
+    workload: crate::demo::Workload,
+) -> Result<Run> {
     let prefix = format!("{}-bench-{}-{k}-{offer}", conn.redis_prefix, std::process::id());
     let c = Conn { redis: conn.redis.clone(), redis_prefix: prefix };
     crate::demo::setup(&c.open(dir, true)?, a.slot_length)?;
@@ -84,7 +91,16 @@ fn measure(a: &Args, conn: &Conn, dir: &std::path::Path, k: usize, offer: bool, 
     let start = Instant::now();
     let plan = crate::demo::Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch, workload, offer };
     let kids = crate::demo::spawn_writers(&c, dir, k, &plan)?;
-    let mut r = Run { procs: k, offer, secs: 0.0, commits: 0, items: (writers * a.items) as u64, merges: 0, conflicts: 0, files: 0 };
+    let mut r = Run {
+        procs: k,
+        offer,
+        secs: 0.0,
+        commits: 0,
+        items: (writers * a.items) as u64,
+        merges: 0,
+        conflicts: 0,
+        files: 0,
+    };
     for kid in kids {
         let out = kid.wait_with_output()?;
         if !out.status.success() {

@@ -18,14 +18,14 @@
 //! cannot tell either) reports [`Error::CommitUnknown`], a final outcome.
 
 use super::DbInner;
+use crate::CommitInfo;
+use crate::coord::Lease;
 use crate::error::{Error, Result};
 use crate::format::meta::{BatchVerdict, PendingBatch, TxnOutcome, WireBound, WireCatalogOp, WireStore, WireTxn};
 use crate::format::node::IKey;
 use crate::format::record::{self, MAGIC_PENDING, tag};
 use crate::state::State;
 use crate::txn::write_set::{CatalogOp, PendingTxn, ReadRange, RetiredReads, StoreWriteSet, WriteOp};
-use crate::CommitInfo;
-use crate::coord::Lease;
 use bytes::Bytes;
 use std::ops::{Bound, Range};
 use std::sync::atomic::Ordering;
@@ -58,12 +58,7 @@ pub(crate) enum Wait {
 impl DbInner {
     /// Offers `txns` as batch `id` and waits until another process's commit decides it or the
     /// lease can be had. Fills `results` when decided.
-    pub(crate) fn contribute(
-        &self,
-        id: u64,
-        txns: &[PendingTxn],
-        results: &mut [Option<Result<CommitInfo>>],
-    ) -> Wait {
+    pub(crate) fn contribute(&self, id: u64, txns: &[PendingTxn], results: &mut [Option<Result<CommitInfo>>]) -> Wait {
         let snapshot = txns.iter().map(|t| t.snapshot_seq).min().unwrap_or(0);
         let started = Instant::now();
         loop {
@@ -366,9 +361,16 @@ mod tests {
                 name: "s".into(),
                 store_id: Some(2),
                 ops,
-                reads: vec![(Bound::Included(k("a", 0)), Bound::Excluded(k("z", 1))), (Bound::Unbounded, Bound::Unbounded)],
+                reads: vec![
+                    (Bound::Included(k("a", 0)), Bound::Excluded(k("z", 1))),
+                    (Bound::Unbounded, Bound::Unbounded),
+                ],
             }],
-            retired: vec![RetiredReads { name: "old".into(), store_id: 1, reads: vec![(Bound::Unbounded, Bound::Included(k("q", 0)))] }],
+            retired: vec![RetiredReads {
+                name: "old".into(),
+                store_id: 1,
+                reads: vec![(Bound::Unbounded, Bound::Included(k("q", 0)))],
+            }],
             names_read: vec!["s".into()],
             catalog_scanned: true,
             catalog: vec![CatalogOp::Drop { name: "old".into() }],

@@ -104,15 +104,13 @@ impl DbInner {
                 Some((None, None))
             }
         };
-        let (lease, own) = tried.unwrap_or_else(|| match self.opts.coordinator.acquire(
-            "commit",
-            self.opts.lease_ttl,
-            self.opts.lease_ttl,
-        ) {
-            Ok(l) => (l, None),
-            Err(e) => {
-                fill(&mut results, |_| Err(Error::Coordinator(e.to_string())));
-                (None, None)
+        let (lease, own) = tried.unwrap_or_else(|| {
+            match self.opts.coordinator.acquire("commit", self.opts.lease_ttl, self.opts.lease_ttl) {
+                Ok(l) => (l, None),
+                Err(e) => {
+                    fill(&mut results, |_| Err(Error::Coordinator(e.to_string())));
+                    (None, None)
+                }
             }
         });
         if results.iter().any(Option::is_none) {
@@ -217,7 +215,11 @@ impl DbInner {
                         // Our batch was offered, so another process may still include it: none
                         // of its transactions has an outcome we can vouch for.
                         Some(_) => {
-                            let e = if matches!(e, Error::Poisoned(_)) { e } else { Error::CommitUnknown { seq: base.seq + 1 } };
+                            let e = if matches!(e, Error::Poisoned(_)) {
+                                e
+                            } else {
+                                Error::CommitUnknown { seq: base.seq + 1 }
+                            };
                             results[..local].iter_mut().for_each(|r| *r = Some(Err(e.clone())));
                         }
                         None => {
