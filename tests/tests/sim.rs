@@ -115,7 +115,7 @@ struct SimCoord {
     leases: Mutex<HashMap<String, (u64, u64)>>,
 }
 
-const LEASE_STEPS: u64 = 300;
+const LEASE_STEPS: u64 = 50;
 
 impl Coordinator for SimCoord {
     fn try_acquire(&self, name: &str, _ttl: Duration) -> Result<Option<Lease>, CoordError> {
@@ -345,7 +345,7 @@ fn simulated_processes_lose_nothing_whatever_the_schedule() {
     let seeds: Vec<u64> = match std::env::var("SOP_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SOP_SIM_SEED is a number")],
         Err(_) => {
-            let n = std::env::var("SOP_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+            let n = std::env::var("SOP_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
             (1..=n).collect()
         }
     };

@@ -63,3 +63,21 @@ pub(crate) fn hit(name: &str) {
         std::thread::sleep(Duration::from_millis(p.ms));
     }
 }
+
+/// Sleeps for `d`, unless this thread runs under a hook: then the hook runs instead (the
+/// deterministic simulation's time is its schedule, and a real sleep would stall every
+/// simulated process while this one holds the baton).
+pub(crate) fn sleep(name: &str, d: Duration) {
+    let hooked = HOOK.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut()
+            && let Some(f) = h.as_mut()
+        {
+            f(name);
+            return true;
+        }
+        false
+    });
+    if !hooked {
+        std::thread::sleep(d);
+    }
+}

@@ -70,7 +70,7 @@ impl DbInner {
             if lease.is_some() || started.elapsed() >= self.opts.lease_ttl {
                 return Wait::Publish(lease);
             }
-            std::thread::sleep(POLL);
+            crate::failpoint::sleep("offer-wait", POLL);
         }
     }
 
@@ -103,14 +103,14 @@ impl DbInner {
                     fill_open(results, |_| Err(e.clone()));
                     return true;
                 }
+                // The verdict on the chain is the answer, whatever an attempt of ours that lost
+                // the race to it concluded (a conflict found on another base, say).
                 let mut committed = 0;
                 let mut merged = 0;
                 for (r, o) in results.iter_mut().zip(outcomes) {
-                    if r.is_none() {
-                        committed += u64::from(matches!(o, TxnOutcome::Committed { .. }));
-                        merged += u64::from(matches!(o, TxnOutcome::Committed { merged: true }));
-                        *r = Some(result_of(&o, seq));
-                    }
+                    committed += u64::from(matches!(o, TxnOutcome::Committed { .. }));
+                    merged += u64::from(matches!(o, TxnOutcome::Committed { merged: true }));
+                    *r = Some(result_of(&o, seq));
                 }
                 self.stats.commits.fetch_add(committed, Ordering::Relaxed);
                 self.stats.merges.fetch_add(merged, Ordering::Relaxed);
