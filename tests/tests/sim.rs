@@ -12,7 +12,7 @@
 //! that failed is there; and a read that began after an append was acknowledged sees it
 //! (real-time order).
 //!
-//! `SOP_SIM_SEEDS=N` runs N seeds (CI: 200); `SOP_SIM_SEED=S` replays one seed. The schedule
+//! `SOP_SIM_SEEDS=N` runs N seeds (CI: 100); `SOP_SIM_SEED=S` replays one seed. The schedule
 //! depends only on the seed; the engine's random ids do not change which steps exist.
 
 use parking_lot::{Condvar, Mutex};
