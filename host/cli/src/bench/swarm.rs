@@ -143,17 +143,19 @@ fn simulate(a: &Args) -> Result<()> {
         return Ok(());
     }
     let one = super::model::predict(&c, 1).commits_per_s;
-    println!("{:>7} {:>12} {:>8} {:>10}  {}", "procs", "commits/s", "x K=1", "txns/file", "bound by");
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(["procs", "commits/s", "x K=1", "txns/file", "bound by"]);
     for p in &preds {
-        println!(
-            "{:>7} {:>12.0} {:>7.2}x {:>10.1}  {}",
-            p.procs,
-            p.commits_per_s,
-            p.commits_per_s / one,
-            p.group,
-            p.bound
-        );
+        t.add_row([
+            p.procs.to_string(),
+            format!("{:.0}", p.commits_per_s),
+            format!("{:.2}x", p.commits_per_s / one),
+            format!("{:.1}", p.group),
+            p.bound.to_string(),
+        ]);
     }
+    println!("{t}");
     println!("model of docs/SCALING.md: {c:?}");
     Ok(())
 }

@@ -21,7 +21,9 @@ use super::DbInner;
 use crate::CommitInfo;
 use crate::coord::Lease;
 use crate::error::{Error, Result};
-use crate::format::meta::{BatchVerdict, PendingBatch, TxnOutcome, WireBound, WireCatalogOp, WireStore, WireTxn};
+use crate::format::meta::{
+    BatchVerdict, PendingBatch, TxnOutcome, WireBound, WireCatalogOp, WireRange, WireStore, WireTxn,
+};
 use crate::format::node::IKey;
 use crate::format::record::{self, MAGIC_PENDING, tag};
 use crate::state::State;
@@ -255,11 +257,11 @@ fn bound_from_wire(b: WireBound) -> Bound<IKey> {
     }
 }
 
-fn ranges_to_wire(r: &[ReadRange]) -> Vec<(WireBound, WireBound)> {
+fn ranges_to_wire(r: &[ReadRange]) -> Vec<WireRange> {
     r.iter().map(|(a, b)| (bound_to_wire(a), bound_to_wire(b))).collect()
 }
 
-fn ranges_from_wire(r: Vec<(WireBound, WireBound)>) -> Vec<ReadRange> {
+fn ranges_from_wire(r: Vec<WireRange>) -> Vec<ReadRange> {
     r.into_iter().map(|(a, b)| (bound_from_wire(a), bound_from_wire(b))).collect()
 }
 

@@ -203,6 +203,9 @@ pub enum WireBound {
     Unbounded,
 }
 
+/// A key range read by a contributed transaction.
+pub type WireRange = (WireBound, WireBound);
+
 /// One store's part of a contributed transaction.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +216,7 @@ pub struct WireStore {
     /// Writes: key bytes, duplicate id, and the new value (`None`: delete).
     pub ops: Vec<(Vec<u8>, u64, Option<Vec<u8>>)>,
     /// Key ranges read.
-    pub reads: Vec<(WireBound, WireBound)>,
+    pub reads: Vec<WireRange>,
 }
 
 /// A catalog change of a contributed transaction.
@@ -232,7 +235,7 @@ pub struct WireTxn {
     pub snapshot_seq: u64,
     pub stores: Vec<WireStore>,
     /// Reads of stores the transaction dropped: (name, store id, ranges).
-    pub retired: Vec<(String, u64, Vec<(WireBound, WireBound)>)>,
+    pub retired: Vec<(String, u64, Vec<WireRange>)>,
     pub names_read: Vec<String>,
     pub catalog_scanned: bool,
     pub catalog: Vec<WireCatalogOp>,
