@@ -225,7 +225,7 @@ fn a_store_whose_validator_is_missing_refuses_writes() {
 #[test]
 fn compute_aggregates_inside_the_callers_transaction() {
     let e = env();
-    let opts = InstallOptions { grants: vec![Grant::read("orders"), Grant::write("totals")], limits: None };
+    let opts = InstallOptions { grants: vec![Grant::read("orders"), Grant::write("totals")], ..Default::default() };
     let info = e.host.install(&e.db, "aggregate", &wasm("aggregate"), opts).unwrap();
     assert_eq!(info.record.kind, PluginKind::Compute);
     e.db.transact(|tx| {

@@ -59,6 +59,10 @@ pub struct InstallArgs {
     /// Compute: storage calls per invocation (default 1,000,000).
     #[arg(long)]
     host_calls: Option<u64>,
+    /// Validators: let it see the clock and random numbers (its verdicts may then differ
+    /// between calls and nodes). Key orders are always deterministic.
+    #[arg(long)]
+    nondeterministic: bool,
 }
 
 pub fn run(cmd: PluginCmd, conn: &Conn) -> Result<()> {
@@ -117,7 +121,8 @@ fn install(a: InstallArgs, conn: &Conn) -> Result<()> {
     if kind != PluginKind::Compute && !grants.is_empty() {
         bail!("--read and --write apply to compute plugins; this is a {kind} plugin");
     }
-    let info = host.install(&db, &a.name, &wasm, InstallOptions { grants, limits: Some(limits) })?;
+    let opts = InstallOptions { grants, limits: Some(limits), nondeterministic: a.nondeterministic };
+    let info = host.install(&db, &a.name, &wasm, opts)?;
     println!(
         "installed {} ({} plugin, sha256 {}, {} bytes)",
         info.alias, info.record.kind, info.hash, info.record.size
@@ -132,7 +137,7 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
         println!("no plugins installed");
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = plugins
+    let rows: Vec<[String; 7]> = plugins
         .iter()
         .map(|p| {
             let l = p.record.limits;
@@ -149,12 +154,13 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
                 format!("{:.1} KiB", p.record.size as f64 / 1024.0),
                 format!("{} ms, {} MiB", l.deadline_ms, l.memory_bytes >> 20),
                 if grants.is_empty() { "-".into() } else { grants.join(", ") },
+                p.breaker.to_string(),
             ]
         })
         .collect();
-    let head = ["name", "kind", "sha256", "size", "limits", "grants"];
+    let head = ["name", "kind", "sha256", "size", "limits", "grants", "state"];
     let widths: Vec<usize> =
-        (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+        (0..7).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
     let line = |cells: &[String]| {
         cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
     };

@@ -49,6 +49,10 @@ impl WasmOrder {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>) -> Result<T, PluginError> {
+        self.loaded.guarded(|| self.call(f))
+    }
+
+    fn call<T>(&self, f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>) -> Result<T, PluginError> {
         let mut w = self.warm()?;
         self.loaded.arm(&mut w.store);
         match f(&mut w) {

@@ -41,6 +41,12 @@ impl Runtime {
             // Plugins are synchronous; without async support a component call costs about
             // half as much (measured with wasmtime 48 on these machines).
             c.concurrency_support(false);
+            // The same bits on every host: NaNs produced by float operations are
+            // canonicalised, and relaxed SIMD takes its deterministic lowering. A key order
+            // decides where keys live in every node's tree; a validator's verdict must not
+            // depend on the CPU either.
+            c.cranelift_nan_canonicalization(true);
+            c.relaxed_simd_deterministic(true);
             c
         };
         let mut pooled = base();
@@ -54,7 +60,13 @@ impl Runtime {
             .max_core_instance_size(16 << 20)
             .max_memories_per_component(32)
             .max_tables_per_component(64)
-            .max_core_instances_per_component(64);
+            .max_core_instances_per_component(64)
+            // Calls instantiate afresh (no state survives a call); resetting a slot by
+            // rewriting only its dirty pages, without returning them to the kernel, keeps the
+            // next instance free of page faults.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // The pool reserves its address space up front; where that is refused (a small
         // `ulimit -v`, 32-bit hosts), fall back to allocating on demand.
