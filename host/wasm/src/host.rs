@@ -172,10 +172,10 @@ impl PluginHost {
         match kind {
             PluginKind::KeyOrder => WasmOrder::new(loaded.clone())?.verify()?,
             PluginKind::Validator => {
-                ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+                ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
             PluginKind::Compute => {
-                ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+                ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
         }
         let grants = if kind == PluginKind::Compute { opts.grants } else { Vec::new() };
@@ -341,7 +341,7 @@ impl PluginHost {
         if loaded.kind != kind {
             return Err(PluginError::WrongKind { plugin: alias.into(), expected: kind, found: loaded.kind });
         }
-        let pre = bind(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = bind(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
         cache.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
         Ok((loaded, pre))
     }

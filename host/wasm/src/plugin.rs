@@ -37,7 +37,7 @@ impl Loaded {
         component: &wasmtime::component::Component,
     ) -> Result<Loaded, PluginError> {
         let linker = rt.linker(component)?;
-        let pre = linker.instantiate_pre(component).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(component).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
         Ok(Loaded { name, hash, kind, limits, deterministic, pre, breaker, rt })
     }
 

@@ -117,7 +117,8 @@ impl Runtime {
                 return Ok((c, true));
             }
         }
-        let c = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        check_header(bytes)?;
+        let c = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(one_line(&e)))?;
         if let Some(p) = path {
             // A cache that cannot be written only costs a recompile next time.
             let _ = store_compiled(&c, &p);
@@ -152,6 +153,32 @@ impl Runtime {
         }
         Ok(l)
     }
+}
+
+/// Names what the bytes are when they are not a component, in one sentence.
+fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
+    if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
+        return Err(PluginError::Invalid("the file is not WebAssembly (it does not start with \\0asm)".into()));
+    }
+    // Bytes 4..8: version and layer. A core module is version 1, layer 0.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(PluginError::Invalid(
+            "the file is a core WebAssembly module, not a component: build it for wasm32-wasip2 \
+             (or wrap it with `wasm-tools component new`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An error and its causes on one line, cut to a readable length.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    let mut s: String = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 400 {
+        s.truncate(s.floor_char_boundary(400));
+        s.push_str("...");
+    }
+    s
 }
 
 fn store_compiled(c: &Component, path: &Path) -> std::io::Result<()> {
