@@ -49,7 +49,14 @@ trait Hostile {
 
 impl Hostile for Env {
     fn hostile_compute(&self, grants: Vec<Grant>, limits: Option<Limits>) {
-        self.host.install(&self.db, "hostile", &wasm("hostile-compute"), InstallOptions { grants, limits, ..Default::default() }).unwrap();
+        self.host
+            .install(
+                &self.db,
+                "hostile",
+                &wasm("hostile-compute"),
+                InstallOptions { grants, limits, ..Default::default() },
+            )
+            .unwrap();
     }
 
     /// Runs the hostile compute plugin inside a transaction that also writes, returns the
@@ -360,8 +367,7 @@ fn no_state_survives_from_one_call_to_the_next() {
     }
     drop(tx);
     e.db.transact(|tx| {
-        tx.create_store("counted", StoreOptions { validator: Some("count-v".into()), ..Default::default() })
-            .map(|_| ())
+        tx.create_store("counted", StoreOptions { validator: Some("count-v".into()), ..Default::default() }).map(|_| ())
     })
     .unwrap();
     for i in 0..5u8 {

@@ -431,7 +431,16 @@ fn a_plugin_builds_outside_the_workspace_from_the_packaged_sdk() {
     let manifest = root.join("guest-sdk/Cargo.toml");
     let pkg_target = w.join("pkg");
     cargo(
-        &["package", "--offline", "--no-verify", "--allow-dirty", "--manifest-path", manifest.to_str().unwrap(), "--target-dir", pkg_target.to_str().unwrap()],
+        &[
+            "package",
+            "--offline",
+            "--no-verify",
+            "--allow-dirty",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "--target-dir",
+            pkg_target.to_str().unwrap(),
+        ],
         w,
     );
     let krate = pkg_target.join("package/sop-plugin-0.1.0.crate");
@@ -462,7 +471,16 @@ fn a_plugin_builds_outside_the_workspace_from_the_packaged_sdk() {
     // Shares compiled dependencies with the first-party plugins.
     let target = sop_tests::plugins::dir().join("../wasm-outside");
     cargo(
-        &["build", "--offline", "--quiet", "--release", "--target", "wasm32-wasip2", "--target-dir", target.to_str().unwrap()],
+        &[
+            "build",
+            "--offline",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
         &app,
     );
     let wasm = std::fs::read(target.join("wasm32-wasip2/release/reverse_order.wasm")).unwrap();

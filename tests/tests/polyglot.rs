@@ -196,8 +196,10 @@ fn js_compute_counts_items_and_value_bytes() {
     e.db.transact(|tx| tx.create_store("empty", StoreOptions::default()).map(|_| ())).unwrap();
     e.host.remove(&e.db, "stats", false).unwrap();
     // "gone" is granted but does not exist.
-    let opts =
-        InstallOptions { grants: vec![Grant::read("empty"), Grant::write("out"), Grant::write("gone")], ..Default::default() };
+    let opts = InstallOptions {
+        grants: vec![Grant::read("empty"), Grant::write("out"), Grant::write("gone")],
+        ..Default::default()
+    };
     e.host.install(&e.db, "stats", &bytes, opts).unwrap();
     let out = e.host.run(&e.db, "stats", br#"{"source":"empty","target":"out","key":"none"}"#).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), r#"{"count":0,"bytes":0}"#);

@@ -174,7 +174,11 @@ fn test(a: TestArgs) -> Result<()> {
             let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
             for (i, (k, e)) in rows.iter().enumerate() {
                 let same = i > 0 && rows[i - 1].1 == *e;
-                println!("{k:<w$}  {}{}", hex(e), if same { "  (same sort key as the previous: one item)" } else { "" });
+                println!(
+                    "{k:<w$}  {}{}",
+                    hex(e),
+                    if same { "  (same sort key as the previous: one item)" } else { "" }
+                );
             }
         }
         PluginKind::Validator => {

@@ -94,10 +94,8 @@ impl Breaker {
 
     /// Records a call's outcome: traps and timeouts count, anything else closes the breaker.
     pub fn record<T>(&self, r: &Result<T, PluginError>) {
-        let failed = matches!(
-            r,
-            Err(PluginError::Trap { .. } | PluginError::Timeout { .. } | PluginError::MemoryLimit { .. })
-        );
+        let failed =
+            matches!(r, Err(PluginError::Trap { .. } | PluginError::Timeout { .. } | PluginError::MemoryLimit { .. }));
         let mut i = self.inner.lock();
         if !failed {
             if i.in_a_row > 0 || i.tripped_at.is_some() {

@@ -35,7 +35,11 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        HostConfig { cache_dir: runtime::default_cache_dir(), default_limits: HashMap::new(), breaker: BreakerPolicy::default() }
+        HostConfig {
+            cache_dir: runtime::default_cache_dir(),
+            default_limits: HashMap::new(),
+            breaker: BreakerPolicy::default(),
+        }
     }
 }
 
@@ -167,15 +171,25 @@ impl PluginHost {
         if deterministic {
             determinism::check_imports(&self.rt.engine, &component, &alias, kind)?;
         }
-        let loaded =
-            Arc::new(Loaded::new(self.rt, alias.clone(), hash.clone(), kind, limits, deterministic, self.config.breaker(&hash), &component)?);
+        let loaded = Arc::new(Loaded::new(
+            self.rt,
+            alias.clone(),
+            hash.clone(),
+            kind,
+            limits,
+            deterministic,
+            self.config.breaker(&hash),
+            &component,
+        )?);
         match kind {
             PluginKind::KeyOrder => WasmOrder::new(loaded.clone())?.verify()?,
             PluginKind::Validator => {
-                ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
+                ValidatorPluginPre::new(loaded.pre.clone())
+                    .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
             PluginKind::Compute => {
-                ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
+                ComputePluginPre::new(loaded.pre.clone())
+                    .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
         }
         let grants = if kind == PluginKind::Compute { opts.grants } else { Vec::new() };
@@ -449,8 +463,7 @@ impl PluginHost {
         loaded.guarded(|| {
             // A fresh instance per commit: validators see only the batch they are given.
             let mut store = loaded.store_with(limits);
-            let r =
-                pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
+            let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
             let verdict = r.map_err(|e| loaded.failure(&mut store, e))?;
             if let Err(reasons) = &verdict {
                 let len: usize = reasons.iter().map(String::len).sum();

@@ -35,7 +35,8 @@ impl WasmOrder {
                 found: loaded.kind,
             });
         }
-        let pre = KeyOrderPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
+        let pre = KeyOrderPluginPre::new(loaded.pre.clone())
+            .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
         Ok(WasmOrder { loaded, pre, idle: Mutex::new(Vec::new()) })
     }
 
