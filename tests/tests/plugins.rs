@@ -455,7 +455,8 @@ fn a_plugin_builds_outside_the_workspace_from_the_packaged_sdk() {
         format!(
             "[package]\nname = \"reverse-order\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\ncrate-type = [\"cdylib\"]\n\
              [dependencies]\nsop-plugin = {{ path = {:?}, features = [\"key-order\"] }}\n\
-             [profile.release]\nopt-level = \"s\"\nstrip = true\npanic = \"abort\"\n[workspace]\n",
+             [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\nstrip = true\npanic = \"abort\"\n\
+             [workspace]\n",
             w.join("sop-plugin-0.1.0").to_str().unwrap()
         ),
     )
@@ -468,8 +469,9 @@ fn a_plugin_builds_outside_the_workspace_from_the_packaged_sdk() {
          sop_plugin::export_key_order!(Rev);\n",
     )
     .unwrap();
-    // Shares compiled dependencies with the first-party plugins.
-    let target = sop_tests::plugins::dir().join("../wasm-outside");
+    // The first-party plugins' target folder and release profile: their compiled
+    // dependencies (wit-bindgen) are reused.
+    let target = sop_tests::plugins::dir().join("../wasm");
     cargo(
         &[
             "build",
