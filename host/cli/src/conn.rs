@@ -34,11 +34,17 @@ impl Conn {
 
     /// Opens the database in `dir` (creating it when `create`).
     pub fn open(&self, dir: &Path, create: bool) -> Result<Database> {
+        self.open_with(dir, self.options(create)?)
+    }
+
+    /// Opens the database in `dir` with `opts` (from [`Conn::options`], adjusted).
+    pub fn open_with(&self, dir: &Path, opts: DbOptions) -> Result<Database> {
+        let create = opts.create_if_missing;
         if !create && !dir.exists() {
             bail!("folder {} does not exist", dir.display());
         }
         let what = if create { "open or create" } else { "open" };
-        let db = Database::open_with(dir, self.options(create)?)
+        let db = Database::open_with(dir, opts)
             .with_context(|| format!("cannot {what} the database in {}", dir.display()))?;
         // Stores with plugin key orders or validators work from every command.
         host()?.attach(&db);

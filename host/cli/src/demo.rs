@@ -9,7 +9,7 @@
 use crate::conn::Conn;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use sop::{Database, StoreOptions};
+use sop::{Database, DbOptions, StoreOptions};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +38,52 @@ pub struct Args {
     slot_length: u32,
 }
 
+/// What each transaction of a writer does.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Keys interleaved with the other writers' (in-flight merges) plus a read-modify-write
+    /// of one of four shared counters (true conflicts, retried).
+    Demo,
+    /// Keys drawn uniformly from a large key space into one store; no hot key.
+    Uniform,
+    /// `uniform` plus an increment of one counter shared by every transaction.
+    Hot,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Demo => "demo",
+            Workload::Uniform => "uniform",
+            Workload::Hot => "hot",
+        }
+    }
+
+    /// How many shared counters a transaction picks from (0: none).
+    fn counters(self) -> u64 {
+        match self {
+            Workload::Demo => COUNTERS,
+            Workload::Uniform => 0,
+            Workload::Hot => 1,
+        }
+    }
+
+    /// The key of item `n`: interleaved (`demo`) or scattered over the whole key space by a
+    /// bijection, so keys stay distinct (splitmix64's finaliser).
+    fn key(self, run: u32, n: u64) -> [u8; 12] {
+        let n = match self {
+            Workload::Demo => n,
+            Workload::Uniform | Workload::Hot => {
+                let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            }
+        };
+        key(run, n)
+    }
+}
+
 /// What one writer process is told to do.
 #[derive(clap::Args)]
 pub struct WorkerArgs {
@@ -54,6 +100,11 @@ pub struct WorkerArgs {
     items: usize,
     #[arg(long)]
     batch: usize,
+    #[arg(long, value_enum, default_value = "demo")]
+    workload: Workload,
+    /// Wait for the commit lease instead of offering batches to its holder.
+    #[arg(long)]
+    no_offer: bool,
 }
 
 const COUNTERS: u64 = 4;
@@ -71,9 +122,11 @@ fn value(w: usize, j: usize) -> Vec<u8> {
 }
 
 /// Writer `w` of `writers`: adds its items, `batch` per transaction, each transaction also
-/// incrementing a shared counter.
+/// incrementing a shared counter if the workload has them.
+#[allow(clippy::too_many_arguments)]
 fn write(
     db: &Database,
+    workload: Workload,
     run: u32,
     w: usize,
     writers: usize,
@@ -87,10 +140,13 @@ fn write(
         db.transact(|tx| {
             let st = tx.open_store("demo")?;
             for j in i..i + n {
-                st.add(&key(run, (j * writers + w) as u64), &value(w, j))?;
+                st.add(&workload.key(run, (j * writers + w) as u64), &value(w, j))?;
+            }
+            if workload.counters() == 0 {
+                return Ok(());
             }
             let c = tx.open_store("counters")?;
-            let k = ((i / batch) as u64 % COUNTERS).to_be_bytes();
+            let k = ((i / batch) as u64 % workload.counters()).to_be_bytes();
             let v = c.get(&k)?.map_or(0, |b| u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])));
             c.upsert(&k, &(v + 1).to_be_bytes())
         })?;
@@ -167,7 +223,7 @@ pub fn run(a: Args, conn: &Conn) -> Result<()> {
     let run_id: u32 = rand::random();
     let start = Instant::now();
     let totals = if a.procs == 1 {
-        run_threads(&db, &a, run_id, 0, writers, &bar)?
+        run_threads(&db, &a, Workload::Demo, run_id, 0, writers, &bar)?
     } else {
         run_procs(&db, &dir, &a, conn, run_id, writers, &bar)?
     };
@@ -222,14 +278,22 @@ fn stats_of(db: &Database) -> Totals {
 }
 
 /// Runs `threads` writers (numbered from `first`) in this process, updating `bar`.
-fn run_threads(db: &Database, a: &Args, run: u32, first: usize, writers: usize, bar: &ProgressBar) -> Result<Totals> {
+fn run_threads(
+    db: &Database,
+    a: &Args,
+    workload: Workload,
+    run: u32,
+    first: usize,
+    writers: usize,
+    bar: &ProgressBar,
+) -> Result<Totals> {
     let done = AtomicU64::new(0);
     let before = stats_of(db);
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..a.threads)
             .map(|t| {
                 let done = &done;
-                s.spawn(move || write(db, run, first + t, writers, a.items, a.batch, done))
+                s.spawn(move || write(db, workload, run, first + t, writers, a.items, a.batch, done))
             })
             .collect();
         while handles.iter().any(|h| !h.is_finished()) {
@@ -270,7 +334,15 @@ fn run_procs(
     writers: usize,
     bar: &ProgressBar,
 ) -> Result<Totals> {
-    let plan = Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch };
+    let plan = Plan {
+        run,
+        threads: a.threads,
+        writers,
+        items: a.items,
+        batch: a.batch,
+        workload: Workload::Demo,
+        offer: true,
+    };
     let mut kids = spawn_writers(conn, dir, a.procs, &plan)?;
     // Progress from the shared store itself: every process sees every commit.
     loop {
@@ -309,6 +381,9 @@ pub(crate) struct Plan {
     pub writers: usize,
     pub items: usize,
     pub batch: usize,
+    pub workload: Workload,
+    /// Offer batches to the commit lease holder (`DbOptions::offer_batches`).
+    pub offer: bool,
 }
 
 /// Starts `procs` `sop demo-worker` processes on `dir`, each with `plan.threads` writers.
@@ -323,7 +398,10 @@ pub(crate) fn spawn_writers(conn: &Conn, dir: &Path, procs: usize, plan: &Plan) 
         let n = |v: usize| v.to_string();
         c.arg("demo-worker").arg(dir).args(["--run", &plan.run.to_string(), "--first", &n(p * plan.threads)]);
         c.args(["--threads", &n(plan.threads), "--writers", &n(plan.writers)]);
-        c.args(["--items", &n(plan.items), "--batch", &n(plan.batch)]);
+        c.args(["--items", &n(plan.items), "--batch", &n(plan.batch), "--workload", plan.workload.name()]);
+        if !plan.offer {
+            c.arg("--no-offer");
+        }
         kids.push(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start a writer process")?);
     }
     Ok(kids)
@@ -331,9 +409,9 @@ pub(crate) fn spawn_writers(conn: &Conn, dir: &Path, procs: usize, plan: &Plan) 
 
 /// `sop demo-worker`: one process of `sop demo --procs`.
 pub fn worker(a: WorkerArgs, conn: &Conn) -> Result<()> {
-    let db = conn.open(&a.dir, false)?;
+    let db = conn.open_with(&a.dir, DbOptions { offer_batches: !a.no_offer, ..conn.options(false)? })?;
     let args = Args { dir: None, procs: 1, threads: a.threads, items: a.items, batch: a.batch, slot_length: 0 };
-    let t = run_threads(&db, &args, a.run, a.first, a.writers, &ProgressBar::hidden())?;
+    let t = run_threads(&db, &args, a.workload, a.run, a.first, a.writers, &ProgressBar::hidden())?;
     println!("{} {} {} {} {}", t.commits, t.merges, t.conflicts, t.retries, t.batches);
     Ok(())
 }

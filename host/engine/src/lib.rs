@@ -106,6 +106,11 @@ pub struct Stats {
     pub reclaimed_files: u64,
     /// Bytes written to commit files.
     pub bytes_written: u64,
+    /// Commit batches this handle offered to another process's commit because the commit
+    /// lease was taken (cross-process group commit).
+    pub contributed: u64,
+    /// Transactions of other processes' batches that this handle's commits took in.
+    pub adopted: u64,
     /// Bytes in commit files now.
     pub file_bytes: u64,
     /// Of those, bytes still referenced.

@@ -1,6 +1,6 @@
 //! The committed state: registry and catalog as of one commit, shared by snapshot.
 
-use crate::format::meta::{Handle, StoreMeta};
+use crate::format::meta::{Decided, Handle, StoreMeta};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -48,6 +48,9 @@ pub struct State {
     /// Identities of the last commits up to `seq`, oldest first (at most [`CHAIN_WINDOW`]);
     /// the last one is the commit at `seq`, which the next commit names as its `prev`.
     pub chain: imbl::Vector<u64>,
+    /// Verdicts on contributed batches decided by the commits of the chain window, oldest
+    /// first (see `db::contribute`).
+    pub verdicts: imbl::Vector<Arc<Decided>>,
 }
 
 /// How many commit identities a state (and so a checkpoint) remembers. A writer paused between
@@ -68,6 +71,29 @@ impl State {
         while self.chain.len() > CHAIN_WINDOW {
             self.chain.pop_front();
         }
+    }
+
+    /// Records the verdicts of the commit at `self.seq` (call after advancing `seq`) and
+    /// forgets those of commits that left the chain window.
+    pub fn push_verdicts(&mut self, verdicts: impl IntoIterator<Item = crate::format::meta::BatchVerdict>) {
+        for verdict in verdicts {
+            self.verdicts.push_back(Arc::new(Decided { seq: self.seq, verdict }));
+        }
+        while self.verdicts.front().is_some_and(|d| d.seq + CHAIN_WINDOW as u64 <= self.seq) {
+            self.verdicts.pop_front();
+        }
+    }
+
+    /// The verdict on batch `id`, if a commit of the window decided it. A batch is decided at
+    /// most once within the window (`db::contribute`), so the answer is unique.
+    pub fn verdict(&self, id: u64) -> Option<&Decided> {
+        self.verdicts.iter().rev().map(|d| &**d).find(|d| d.verdict.id == id)
+    }
+
+    /// Whether the verdicts of every commit after `snapshot` are still in the window, so that
+    /// [`State::verdict`] can rule out a decision on a batch taken at `snapshot`.
+    pub fn remembers_since(&self, snapshot: u64) -> bool {
+        snapshot + CHAIN_WINDOW as u64 >= self.seq
     }
 
     /// The window as stored in a checkpoint.

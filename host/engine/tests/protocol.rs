@@ -363,3 +363,92 @@ fn a_leader_never_builds_on_a_void_commit() {
         assert_eq!(get(&fresh, b"l").unwrap().as_deref(), Some(&b"from L"[..]));
     }
 }
+
+/// A coordinator that never grants the commit lease: its process always finds it taken, so
+/// it offers its batches to others (cross-process group commit).
+struct AlwaysTaken;
+
+impl sop::coord::Coordinator for AlwaysTaken {
+    fn try_acquire(&self, _: &str, _: Duration) -> Result<Option<sop::coord::Lease>, sop::coord::CoordError> {
+        Ok(None)
+    }
+    fn acquire(&self, _: &str, _: Duration, _: Duration) -> Result<Option<sop::coord::Lease>, sop::coord::CoordError> {
+        Ok(None)
+    }
+    fn renew(&self, _: &sop::coord::Lease, _: Duration) -> Result<bool, sop::coord::CoordError> {
+        Ok(false)
+    }
+    fn release(&self, _: &sop::coord::Lease) -> Result<(), sop::coord::CoordError> {
+        Ok(())
+    }
+}
+
+fn open_offering(vfs: &SimVfs, lease_ttl: Duration) -> Database {
+    Database::open_with(
+        "/db",
+        DbOptions {
+            vfs: Arc::new(vfs.clone()),
+            coordinator: Arc::new(AlwaysTaken),
+            lease_ttl,
+            checkpoint_every: 1_000_000,
+            ..DbOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_offered_batch_commits_once_inside_another_process_commit() {
+    let vfs = SimVfs::new();
+    let a = open(&vfs);
+    put(&a, b"seed", b"0").unwrap();
+    // B never gets the lease within its patience: only A's commits can decide its batch.
+    let b = open_offering(&vfs, Duration::from_secs(3600));
+    let committer = std::thread::spawn(move || {
+        let r = b.transact(|tx| {
+            let s = tx.open_store("s")?;
+            let v = s.get(b"seed")?.map(|v| v.to_vec()).unwrap_or_default();
+            s.upsert(b"from-b", &v).map(|_| ())
+        });
+        (r, b.stats())
+    });
+    while vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    put(&a, b"from-a", b"1").unwrap();
+    let (r, b_stats) = committer.join().unwrap();
+    r.unwrap();
+    let sa = a.stats();
+    assert_eq!((sa.adopted, b_stats.contributed, b_stats.commits, b_stats.batches), (1, 1, 1, 0));
+    assert_eq!(get(&a, b"from-b").unwrap().as_deref(), Some(&b"0"[..]));
+    // One commit file holds both transactions, and nothing is left offered.
+    assert_eq!(commit_names(&vfs).len(), 2);
+    put(&a, b"again", b"2").unwrap();
+    assert_eq!(a.stats().adopted, 1, "a decided batch is never included again");
+    assert!(vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")));
+}
+
+#[test]
+fn an_offered_batch_that_conflicts_is_rejected_on_the_chain_and_reported() {
+    let vfs = SimVfs::new();
+    let a = open(&vfs);
+    put(&a, b"k", b"0").unwrap();
+    let b = open_offering(&vfs, Duration::from_secs(3600));
+    // B reads k at its snapshot, then A changes k before anyone commits B's batch.
+    let tx = b.begin_write().unwrap();
+    let s = tx.open_store("s").unwrap();
+    assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"0"[..]));
+    s.upsert(b"derived", b"from 0").unwrap();
+    put(&a, b"k", b"1").unwrap();
+    let committer = std::thread::spawn(move || {
+        let r = tx.commit();
+        (r, b)
+    });
+    while vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    put(&a, b"other", b"x").unwrap();
+    let (r, _b) = committer.join().unwrap();
+    assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");
+    assert_eq!(get(&a, b"derived").unwrap(), None);
+}

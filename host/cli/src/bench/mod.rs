@@ -24,6 +24,7 @@ mod engine_sop;
 #[cfg(feature = "peers")]
 mod engine_sqlite;
 mod fsync;
+mod model;
 mod plugins;
 mod report;
 mod sop_go;

@@ -22,6 +22,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How many commits of conflict history a process keeps even when none of its own snapshots
+/// needs them: batches contributed by other processes (`contribute.rs`) were taken on
+/// snapshots a few commits old.
+const HISTORY_MIN: u64 = 1024;
+
 impl DbInner {
     /// Cheap check for commits by other processes, so a transaction starts on fresh state:
     /// one `stat` and one listing of `checkpoints/` when nothing is new.
@@ -151,6 +156,7 @@ impl DbInner {
         let mut st = base.clone();
         st.seq = seq;
         st.push_chain(nonce);
+        st.push_verdicts(meta.verdicts.iter().cloned());
         // Space and state change together under the apply lock: a checkpoint (which takes the
         // same lock) never sees one without the other.
         let mut space = self.space.lock();
@@ -195,7 +201,9 @@ impl DbInner {
         let mut state = self.state.write();
         // Transactions register their snapshot under the state lock, so nobody older than
         // `keep_after` can still need the history entries dropped here.
-        let keep_after = self.oldest_snapshot().unwrap_or(seq).min(seq);
+        // Contributed batches from other processes carry older snapshots than ours: keep a
+        // minimum depth so that they can be validated rather than refused.
+        let keep_after = self.oldest_snapshot().unwrap_or(seq).min(seq.saturating_sub(HISTORY_MIN));
         self.history.lock().push(summary, keep_after);
         *state = Arc::new(st);
         drop(space);

@@ -10,7 +10,7 @@
 use super::DbInner;
 use super::catch_up::read_header;
 use crate::error::{Error, Result};
-use crate::format::meta::{ChainWindow, CheckpointBody, FileHeader};
+use crate::format::meta::{ChainWindow, CheckpointBody, Decided, FileHeader};
 use crate::format::record::{self, MAGIC_CHECKPOINT, tag};
 use crate::state::State;
 use std::io;
@@ -43,6 +43,8 @@ impl DbInner {
         let header = FileHeader { db_id: self.db_id, seq: st.seq, writer: self.writer, nonce: st.head(), prev: 0 };
         record::put_record(&mut buf, tag::HEADER, &postcard::to_allocvec(&header).expect("header serialises"));
         record::put_record(&mut buf, tag::CHAIN, &postcard::to_allocvec(&chain).expect("chain serialises"));
+        let verdicts: Vec<&Decided> = st.verdicts.iter().map(|d| &**d).collect();
+        record::put_record(&mut buf, tag::VERDICTS, &postcard::to_allocvec(&verdicts).expect("verdicts serialise"));
         record::put_record(&mut buf, tag::CHECKPOINT, &postcard::to_allocvec(&body).expect("body serialises"));
         let dir = self.layout.checkpoints();
         let target = self.layout.checkpoint(st.seq);
@@ -125,18 +127,21 @@ impl DbInner {
         let buf = f.read_all().map_err(|e| Error::io(&path, e))?;
         record::check_prefix(&path, &buf, MAGIC_CHECKPOINT)?;
         let (mut header, mut chain, mut body) = (None::<FileHeader>, None::<ChainWindow>, None::<CheckpointBody>);
+        let mut verdicts = None::<Vec<Decided>>;
         for rec in record::records(&path, &buf) {
             let (_, t, payload) = rec?;
             let bad = |what: &str, e: postcard::Error| Error::corrupt(&path, format!("bad {what}: {e}"));
             match t {
                 tag::HEADER => header = Some(postcard::from_bytes(payload).map_err(|e| bad("header", e))?),
                 tag::CHAIN => chain = Some(postcard::from_bytes(payload).map_err(|e| bad("chain record", e))?),
+                tag::VERDICTS => verdicts = Some(postcard::from_bytes(payload).map_err(|e| bad("verdicts record", e))?),
                 tag::CHECKPOINT => body = Some(postcard::from_bytes(payload).map_err(|e| bad("checkpoint body", e))?),
                 other => return Err(Error::corrupt(&path, format!("unexpected record tag {other}"))),
             }
         }
         let header = header.ok_or_else(|| Error::corrupt(&path, "missing header record"))?;
         let chain = chain.ok_or_else(|| Error::corrupt(&path, "missing chain record"))?;
+        let verdicts = verdicts.ok_or_else(|| Error::corrupt(&path, "missing verdicts record"))?;
         let body = body.ok_or_else(|| Error::corrupt(&path, "missing checkpoint body (truncated file)"))?;
         self.check_checkpoint_header(&path, &header, seq)?;
         if body.seq != seq || chain.seq != seq || chain.nonces.last().copied().unwrap_or(0) != header.nonce {
@@ -148,6 +153,7 @@ impl DbInner {
             catalog: body.catalog.into_iter().map(|m| (m.name.clone(), Arc::new(m))).collect(),
             next_store_id: body.next_store_id,
             chain: chain.nonces.into_iter().collect(),
+            verdicts: verdicts.into_iter().map(Arc::new).collect(),
         };
         let commits = self.list_seqs(&self.layout.commits(), "commit")?;
         let mut space = self.space.lock();

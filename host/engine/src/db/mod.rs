@@ -8,6 +8,7 @@ mod catch_up;
 mod check;
 mod checkpoint;
 mod compact;
+mod contribute;
 mod maintenance;
 pub(crate) mod nodes;
 mod reclaim;
@@ -66,6 +67,11 @@ pub struct DbOptions {
     /// Time-to-live of the commit lease (default 5 s). A process that dies holding it delays
     /// the others by at most this long.
     pub lease_ttl: Duration,
+    /// When the commit lease is taken, offer the commit batch to the holder's commit instead
+    /// of waiting to write a commit file of our own (cross-process group commit; default
+    /// on). Processes may differ: a process that does not offer still includes what others
+    /// offer.
+    pub offer_batches: bool,
 }
 
 impl Default for DbOptions {
@@ -81,6 +87,7 @@ impl Default for DbOptions {
             stale_tmp_after: recovery::STALE_TMP_AFTER,
             create_if_missing: false,
             lease_ttl: Duration::from_secs(5),
+            offer_batches: true,
         }
     }
 }
@@ -96,6 +103,7 @@ impl std::fmt::Debug for DbOptions {
             .field("stale_tmp_after", &self.stale_tmp_after)
             .field("create_if_missing", &self.create_if_missing)
             .field("lease_ttl", &self.lease_ttl)
+            .field("offer_batches", &self.offer_batches)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +171,8 @@ pub(crate) struct StatCounters {
     pub relocated_bytes: AtomicU64,
     pub reclaimed_files: AtomicU64,
     pub bytes_written: AtomicU64,
+    pub contributed: AtomicU64,
+    pub adopted: AtomicU64,
 }
 
 impl Database {
@@ -197,7 +207,7 @@ impl Database {
             None if opts.create_if_missing => create_header(&*vfs, &layout)?,
             None => return Err(Error::NotADatabase(layout.root.clone())),
         };
-        for d in [layout.commits(), layout.checkpoints(), layout.tmp()] {
+        for d in [layout.commits(), layout.checkpoints(), layout.tmp(), layout.pending()] {
             vfs.create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let mode_lock = take_mode_lock(&*vfs, &layout, opts.coordinator.is_cluster())?;
@@ -304,6 +314,8 @@ impl Database {
             relocated_bytes: s.relocated_bytes.load(Ordering::Relaxed),
             reclaimed_files: s.reclaimed_files.load(Ordering::Relaxed),
             bytes_written: s.bytes_written.load(Ordering::Relaxed),
+            contributed: s.contributed.load(Ordering::Relaxed),
+            adopted: s.adopted.load(Ordering::Relaxed),
             file_bytes: space.total_bytes(),
             live_bytes: space.live_bytes(),
             last_seq: self.inner.state.read().seq,

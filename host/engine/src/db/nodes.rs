@@ -33,6 +33,12 @@ impl Layout {
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
+    pub fn pending(&self) -> PathBuf {
+        self.root.join("pending")
+    }
+    pub fn pending_batch(&self, id: u64) -> PathBuf {
+        self.pending().join(format!("{id:016x}.batch"))
+    }
     pub fn commit(&self, seq: u64) -> PathBuf {
         self.commits().join(format!("{seq:020}.commit"))
     }

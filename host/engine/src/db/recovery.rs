@@ -47,9 +47,13 @@ impl DbInner {
     /// fail and retry. Runs when no publication of this handle is in flight.
     pub(crate) fn sweep_tmp(&self) -> Result<()> {
         let mut present = Vec::new();
-        for dir in [self.layout.commits(), self.layout.checkpoints(), self.layout.tmp()] {
+        for dir in [self.layout.commits(), self.layout.checkpoints(), self.layout.tmp(), self.layout.pending()] {
             let names = self.vfs.list_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-            present.extend(names.into_iter().filter(|n| n.ends_with(".tmp")).map(|n| dir.join(n)));
+            // A pending batch also lives for one publication (`contribute.rs`); one left that
+            // long belongs to a dead contributor, or to a paused one that publishes it itself.
+            present.extend(
+                names.into_iter().filter(|n| n.ends_with(".tmp") || n.ends_with(".batch")).map(|n| dir.join(n)),
+            );
         }
         let stale: Vec<PathBuf> = {
             let mut seen = self.tmp_seen.seen.lock();

@@ -6,6 +6,7 @@
 //! `docs/PROTOCOL.md` for the invariants each step keeps.
 
 use super::catch_up::read_header;
+use super::contribute::{Group, Wait, verdict_of};
 use super::validate::StoreKeys;
 use super::{DbInner, View};
 use crate::error::{Error, Result};
@@ -87,38 +88,79 @@ impl DbInner {
     }
 
     fn run_batch(&self, batch: &[Arc<Slot>]) {
-        let txns: Vec<PendingTxn> = batch.iter().map(|s| s.txn.lock().take().unwrap_or_default()).collect();
+        let mut txns: Vec<PendingTxn> = batch.iter().map(|s| s.txn.lock().take().unwrap_or_default()).collect();
         let mut results: Vec<Option<Result<CommitInfo>>> = (0..txns.len()).map(|_| None).collect();
         // The commit lease keeps processes from racing for the same sequence number and
         // wasting their work on rebases. Safety never depends on it (see PROTOCOL.md,
         // "Fencing"): if it cannot be had in time we publish anyway; if the coordinator is
-        // unreachable the batch fails fast.
-        let lease = match self.opts.coordinator.acquire("commit", self.opts.lease_ttl, self.opts.lease_ttl) {
-            Ok(l) => l,
+        // unreachable the batch fails fast, before anything is written.
+        let tried = match self.opts.coordinator.try_acquire("commit", self.opts.lease_ttl) {
+            Ok(Some(l)) => Some((Some(l), None)),
+            // Taken: offer the batch to the holder's commit (cross-process group commit).
+            Ok(None) if self.opts.offer_batches => self.offer(&txns, &mut results),
+            Ok(None) => None,
             Err(e) => {
-                let err = Error::Coordinator(e.to_string());
-                for slot in batch {
-                    *slot.result.lock() = Some(Err(err.clone()));
-                }
-                return;
+                fill(&mut results, |_| Err(Error::Coordinator(e.to_string())));
+                Some((None, None))
             }
         };
-        self.batch_under_lease(&txns, &mut results, lease.as_ref());
+        let (lease, own) = tried.unwrap_or_else(|| {
+            match self.opts.coordinator.acquire("commit", self.opts.lease_ttl, self.opts.lease_ttl) {
+                Ok(l) => (l, None),
+                Err(e) => {
+                    fill(&mut results, |_| Err(Error::Coordinator(e.to_string())));
+                    (None, None)
+                }
+            }
+        });
+        if results.iter().any(Option::is_none) {
+            self.batch_under_lease(&mut txns, &mut results, lease.as_ref(), own);
+        }
         if let Some(l) = lease {
             // A failed release only delays the next holder by the TTL.
             let _ = self.opts.coordinator.release(&l);
+        }
+        if let Some(id) = own {
+            self.remove_pending(id);
         }
         for (slot, r) in batch.iter().zip(results) {
             *slot.result.lock() = Some(r.unwrap_or_else(|| Err(Error::Conflict("commit was not attempted".into()))));
         }
     }
 
-    fn batch_under_lease(
+    /// Offers the batch to other processes' commits and waits (`contribute.rs`). Returns the
+    /// lease to publish under and the batch's identity, `(None, None)` once decided, or
+    /// `None` if nothing could be offered.
+    fn offer(
         &self,
         txns: &[PendingTxn],
         results: &mut [Option<Result<CommitInfo>>],
+    ) -> Option<(Option<crate::coord::Lease>, Option<u64>)> {
+        let id = loop {
+            let id: u64 = rand::random();
+            if id != 0 {
+                break id;
+            }
+        };
+        self.put_pending(id, txns).ok()?;
+        Some(match self.contribute(id, txns, results) {
+            Wait::Decided => (None, None),
+            Wait::Publish(lease) => (lease, Some(id)),
+        })
+    }
+
+    /// Commits `txns` (this process's batch, which carries identity `own` once it was offered
+    /// to other processes) together with the batches other processes offered, rebasing until
+    /// the commit is published or nothing is left to commit.
+    fn batch_under_lease(
+        &self,
+        txns: &mut Vec<PendingTxn>,
+        results: &mut Vec<Option<Result<CommitInfo>>>,
         lease: Option<&crate::coord::Lease>,
+        own: Option<u64>,
     ) {
+        let local = txns.len();
+        let snapshot = txns.iter().map(|t| t.snapshot_seq).min().unwrap_or(0);
         let mut first = true;
         loop {
             // A rebase starts another attempt; renew so a long commit keeps the lease (one
@@ -126,20 +168,39 @@ impl DbInner {
             if !std::mem::take(&mut first) {
                 self.renew_lease(lease);
             }
-            if let Err(e) = self.check_poison().and_then(|_| self.catch_up()) {
+            txns.truncate(local);
+            results.truncate(local);
+            // Catching up may show that another process's commit decided our offered batch.
+            if let Some(id) = own {
+                if self.settle(id, snapshot, results) {
+                    break;
+                }
+            } else if let Err(e) = self.check_poison().and_then(|_| self.catch_up()) {
                 fill(results, |_| Err(e.clone()));
                 break;
             }
             crate::failpoint::hit("leader-base");
             let base = self.current();
+            let mut groups: Vec<Group> = own.map(|id| Group { id, range: 0..local }).into_iter().collect();
+            groups.extend(self.collect_pending(&base, own, txns));
+            results.resize_with(txns.len(), || None);
             let accepted = self.validate(&base, txns, results);
-            if accepted.is_empty() {
+            // A commit with no writes still carries verdicts: an offered batch must be decided
+            // on the chain, or another publisher could still include it after we answered.
+            if accepted.is_empty() && groups.is_empty() {
                 break;
             }
-            match self.write_batch(&base, txns, &accepted) {
+            match self.write_batch(&base, txns, &accepted, &groups, results) {
                 Ok((Publish::Done, infos)) => {
+                    let mine = accepted.iter().zip(&infos).filter(|(i, _)| **i < local);
+                    let (n, merged) = mine.fold((0, 0), |(n, m), (_, info)| (n + 1, m + u64::from(info.merged)));
+                    self.stats.commits.fetch_add(n, Ordering::Relaxed);
+                    self.stats.merges.fetch_add(merged, Ordering::Relaxed);
                     for (i, info) in accepted.iter().zip(infos) {
                         results[*i] = Some(Ok(info));
+                    }
+                    for g in groups.iter().filter(|g| Some(g.id) != own) {
+                        self.remove_pending(g.id);
                     }
                     break;
                 }
@@ -150,18 +211,41 @@ impl DbInner {
                     continue;
                 }
                 Err(e) => {
-                    for i in &accepted {
-                        results[*i] = Some(Err(e.clone()));
+                    match own {
+                        // Our batch was offered, so another process may still include it: none
+                        // of its transactions has an outcome we can vouch for.
+                        Some(_) => {
+                            let e = if matches!(e, Error::Poisoned(_)) {
+                                e
+                            } else {
+                                Error::CommitUnknown { seq: base.seq + 1 }
+                            };
+                            results[..local].iter_mut().for_each(|r| *r = Some(Err(e.clone())));
+                        }
+                        None => {
+                            for i in accepted.iter().filter(|i| **i < local) {
+                                results[*i] = Some(Err(e.clone()));
+                            }
+                        }
                     }
                     break;
                 }
             }
         }
+        txns.truncate(local);
+        results.truncate(local);
     }
 
     /// Merges the accepted transactions onto `base`, seals the commit file and publishes it as
     /// sequence `base.seq + 1`.
-    fn write_batch(&self, base: &State, txns: &[PendingTxn], accepted: &[usize]) -> Result<(Publish, Vec<CommitInfo>)> {
+    fn write_batch(
+        &self,
+        base: &State,
+        txns: &[PendingTxn],
+        accepted: &[usize],
+        groups: &[Group],
+        results: &[Option<Result<CommitInfo>>],
+    ) -> Result<(Publish, Vec<CommitInfo>)> {
         let seq = base.seq + 1;
         let (mut buf, nonce) = self.begin_commit_file(base);
         let mut catalog = base.catalog.clone();
@@ -323,14 +407,12 @@ impl DbInner {
             freed_blobs,
             next_store_id,
             blob_bytes: 0,
+            verdicts: groups.iter().map(|g| verdict_of(g, results, accepted, &merged)).collect(),
         };
         let sealed = Sealed { force_full: false, written, deleted, meta, blob_live };
         if self.seal(base, nonce, buf, sealed)? == Publish::Rebase {
             return Ok((Publish::Rebase, Vec::new()));
         }
-        let n_merged = merged.iter().filter(|m| **m).count() as u64;
-        self.stats.merges.fetch_add(n_merged, Ordering::Relaxed);
-        self.stats.commits.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         Ok((Publish::Done, merged.into_iter().map(|m| CommitInfo { seq, merged: m }).collect()))
     }

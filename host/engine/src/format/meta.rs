@@ -159,6 +159,98 @@ impl ChainWindow {
     }
 }
 
+/// The outcome of one transaction of a contributed batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOutcome {
+    /// Committed; `merged` as in [`crate::CommitInfo::merged`].
+    Committed {
+        /// Merged in flight.
+        merged: bool,
+    },
+    /// Rejected by validation (`Error::Conflict`), with the reason.
+    Conflict(String),
+    /// A store it created already existed (`Error::StoreExists`).
+    StoreExists(String),
+    /// A store it used or dropped did not exist (`Error::StoreNotFound`).
+    StoreNotFound(String),
+}
+
+/// A commit's verdict on one contributed batch (a batch another process left in `pending/`
+/// for whoever publishes next): one outcome per transaction, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchVerdict {
+    /// The batch's identity (`PendingBatch::id`).
+    pub id: u64,
+    /// One outcome per transaction of the batch.
+    pub outcomes: Vec<TxnOutcome>,
+}
+
+/// A verdict and the commit that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    /// The commit that decided the batch.
+    pub seq: u64,
+    /// What it decided.
+    pub verdict: BatchVerdict,
+}
+
+/// A bound of a key range read by a contributed transaction: key bytes and duplicate id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum WireBound {
+    Included(Vec<u8>, u64),
+    Excluded(Vec<u8>, u64),
+    Unbounded,
+}
+
+/// One store's part of a contributed transaction.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireStore {
+    pub name: String,
+    /// Store id in the transaction's snapshot; `None` if the transaction created it.
+    pub store_id: Option<u64>,
+    /// Writes: key bytes, duplicate id, and the new value (`None`: delete).
+    pub ops: Vec<(Vec<u8>, u64, Option<Vec<u8>>)>,
+    /// Key ranges read.
+    pub reads: Vec<(WireBound, WireBound)>,
+}
+
+/// A catalog change of a contributed transaction.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireCatalogOp {
+    Create { name: String, options: StoreOptions },
+    Drop { name: String },
+}
+
+/// A transaction as a contributed batch carries it: everything validation and merge need
+/// (`PendingTxn`), nothing that refers to the contributor's memory.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTxn {
+    pub snapshot_seq: u64,
+    pub stores: Vec<WireStore>,
+    /// Reads of stores the transaction dropped: (name, store id, ranges).
+    pub retired: Vec<(String, u64, Vec<(WireBound, WireBound)>)>,
+    pub names_read: Vec<String>,
+    pub catalog_scanned: bool,
+    pub catalog: Vec<WireCatalogOp>,
+    pub skip_validation: bool,
+}
+
+/// The body of a pending batch file `pending/<id>.batch`: transactions that a process
+/// validated nothing of yet and offers to whoever publishes the next commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingBatch {
+    /// Database identity (must match `sop.db`).
+    pub db_id: [u8; 16],
+    /// Random, nonzero identity of the batch; the verdict names it.
+    pub id: u64,
+    /// The transactions, in the order their outcomes are reported.
+    pub txns: Vec<WireTxn>,
+}
+
 /// One registry change in a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryChange {
@@ -212,6 +304,8 @@ pub struct CommitMeta {
     pub next_store_id: u64,
     /// Total length of this file's blob records (for space accounting without reading them).
     pub blob_bytes: u64,
+    /// Verdicts on the contributed batches this commit decided (included or rejected).
+    pub verdicts: Vec<BatchVerdict>,
 }
 
 /// Space accounting of one commit file.

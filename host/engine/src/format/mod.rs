@@ -11,4 +11,4 @@ pub mod node;
 pub mod record;
 
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;

@@ -21,6 +21,8 @@ pub const MAGIC_DB: [u8; 4] = *b"SOPD";
 pub const MAGIC_COMMIT: [u8; 4] = *b"SOPC";
 /// Magic of a checkpoint file.
 pub const MAGIC_CHECKPOINT: [u8; 4] = *b"SOPK";
+/// Magic of a pending batch file.
+pub const MAGIC_PENDING: [u8; 4] = *b"SOPP";
 
 /// Record tags.
 pub mod tag {
@@ -43,6 +45,11 @@ pub mod tag {
     /// The commit identities a checkpoint covers (postcard `ChainWindow`); the second
     /// record of a checkpoint.
     pub const CHAIN: u8 = 8;
+    /// The body of a pending batch file (postcard `PendingBatch`); its only record.
+    pub const PENDING: u8 = 9;
+    /// The verdicts on contributed batches that the commits of a checkpoint's chain window
+    /// recorded (postcard `Vec<Decided>`, oldest first); the third record of a checkpoint.
+    pub const VERDICTS: u8 = 10;
 }
 
 /// Length of a commit file's trailer record.
