@@ -70,7 +70,7 @@ pub mod __compute {
 pub mod order_bindings {
     wit_bindgen::generate!({
         world: "key-order-plugin",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_key_order_world",
         default_bindings_module: "sop_plugin::order_bindings",
@@ -83,7 +83,7 @@ pub mod order_bindings {
 pub mod validator_bindings {
     wit_bindgen::generate!({
         world: "validator-plugin",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_validator_world",
         default_bindings_module: "sop_plugin::validator_bindings",
@@ -96,7 +96,7 @@ pub mod validator_bindings {
 pub mod compute_bindings {
     wit_bindgen::generate!({
         world: "compute-plugin",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_compute_world",
         default_bindings_module: "sop_plugin::compute_bindings",

@@ -49,7 +49,14 @@ trait Hostile {
 
 impl Hostile for Env {
     fn hostile_compute(&self, grants: Vec<Grant>, limits: Option<Limits>) {
-        self.host.install(&self.db, "hostile", &wasm("hostile-compute"), InstallOptions { grants, limits }).unwrap();
+        self.host
+            .install(
+                &self.db,
+                "hostile",
+                &wasm("hostile-compute"),
+                InstallOptions { grants, limits, ..Default::default() },
+            )
+            .unwrap();
     }
 
     /// Runs the hostile compute plugin inside a transaction that also writes, returns the
@@ -237,7 +244,7 @@ fn a_validator_that_loops_or_traps_fails_the_commit() {
     // Reinstalling the same component with other limits applies them at once.
     let limits = Limits { deadline_ms: 300, ..Limits::default_for(PluginKind::Validator) };
     e.host
-        .install(&e.db, "hv", &wasm("hostile-validator"), InstallOptions { grants: vec![], limits: Some(limits) })
+        .install(&e.db, "hv", &wasm("hostile-validator"), InstallOptions { limits: Some(limits), ..Default::default() })
         .unwrap();
     let err = e.db.transact(|tx| tx.open_store("v")?.upsert(b"bad", b"loop")).unwrap_err();
     assert!(matches!(PluginError::find(&err), Some(PluginError::Timeout { deadline_ms: 300, .. })), "{err:?}");
@@ -274,7 +281,7 @@ fn the_sandbox_has_no_files_sockets_environment_or_preopens() {
     }
     let e = env();
     let limits = Limits::default_for(PluginKind::Compute);
-    let install = InstallOptions { grants: vec![Grant::read("public")], limits: Some(limits) };
+    let install = InstallOptions { grants: vec![Grant::read("public")], limits: Some(limits), ..Default::default() };
     e.host.install(&e.db, "probe", &wasm("sandbox-probe"), install).unwrap();
 
     // Targets the host itself can reach, so that every denial below is the sandbox's doing.
@@ -331,4 +338,70 @@ fn the_sandbox_has_no_files_sockets_environment_or_preopens() {
     let mut buf = [0u8; 64];
     assert!(udp.recv_from(&mut buf).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "the guest sent");
     e.assert_untouched();
+}
+
+#[test]
+fn a_key_order_that_reads_the_clock_is_refused_at_install_naming_the_import() {
+    let e = env();
+    let err = e.host.install(&e.db, "clock", &wasm("clock-order"), InstallOptions::default()).unwrap_err();
+    let PluginError::Nondeterministic { import, kind: PluginKind::KeyOrder, .. } = &err else { panic!("{err:?}") };
+    assert!(import.starts_with("wasi:clocks/") || import.starts_with("wasi:random/"), "{import}");
+    let msg = err.to_string();
+    assert!(msg.contains(import.as_str()) && !msg.contains('\n'), "{msg}");
+    eprintln!("refused: {msg}");
+    // Key orders cannot opt out, and nothing was installed.
+    let opts = InstallOptions { nondeterministic: true, ..Default::default() };
+    let err = e.host.install(&e.db, "clock", &wasm("clock-order"), opts).unwrap_err();
+    assert!(matches!(err, PluginError::Invalid(_)), "{err:?}");
+    assert!(e.host.list(&e.db).unwrap().is_empty());
+}
+
+#[test]
+fn no_state_survives_from_one_call_to_the_next() {
+    let e = env();
+    e.host.install(&e.db, "count", &wasm("counter-compute"), InstallOptions::default()).unwrap();
+    e.host.install(&e.db, "count-v", &wasm("counter-validator"), InstallOptions::default()).unwrap();
+    let tx = e.db.begin_write().unwrap();
+    for _ in 0..5 {
+        assert_eq!(e.host.run_in(&tx, "count", b"").unwrap(), b"1", "a compute call saw an earlier call's state");
+    }
+    drop(tx);
+    e.db.transact(|tx| {
+        tx.create_store("counted", StoreOptions { validator: Some("count-v".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap();
+    for i in 0..5u8 {
+        // The validator rejects any call after the first its instance sees.
+        e.db.transact(|tx| tx.open_store("counted")?.upsert(&[i], b"v")).unwrap();
+    }
+}
+
+#[test]
+fn a_plugin_that_keeps_trapping_is_tripped_then_retried_after_its_cooldown() {
+    let cooldown = Duration::from_millis(300);
+    let e = Env::with(|c| c.breaker = sop_wasm::BreakerPolicy { failures: 3, cooldown });
+    e.host.install(&e.db, "hv", &wasm("hostile-validator"), InstallOptions::default()).unwrap();
+    e.db.transact(|tx| {
+        tx.create_store("v", StoreOptions { validator: Some("hv".into()), ..Default::default() }).map(|_| ())
+    })
+    .unwrap();
+    let write = |value: &[u8]| e.db.transact(|tx| tx.open_store("v")?.upsert(b"k", value));
+    for _ in 0..3 {
+        let err = write(b"trap").unwrap_err();
+        assert!(matches!(PluginError::find(&err), Some(PluginError::Trap { .. })), "{err:?}");
+    }
+    // Tripped: even a good write is refused at once, with an error naming the plugin.
+    let err = write(b"fine").unwrap_err();
+    let Some(PluginError::Tripped { plugin, failures: 3, .. }) = PluginError::find(&err) else { panic!("{err:?}") };
+    assert_eq!(plugin, "hv@0.1.0");
+    let listed = e.host.list(&e.db).unwrap();
+    assert!(matches!(listed[0].breaker, sop_wasm::BreakerState::Tripped { failures: 3, .. }), "{listed:?}");
+    // Another process on this node sees the trip too.
+    let other = e.sibling_host();
+    assert!(other.list(&e.db).unwrap()[0].breaker.to_string().starts_with("tripped"));
+    // After the cooldown one call is let through; success closes the breaker.
+    std::thread::sleep(cooldown);
+    write(b"fine").unwrap();
+    assert_eq!(e.host.list(&e.db).unwrap()[0].breaker, sop_wasm::BreakerState::Closed);
+    write(b"fine").unwrap();
 }

@@ -225,7 +225,7 @@ fn a_store_whose_validator_is_missing_refuses_writes() {
 #[test]
 fn compute_aggregates_inside_the_callers_transaction() {
     let e = env();
-    let opts = InstallOptions { grants: vec![Grant::read("orders"), Grant::write("totals")], limits: None };
+    let opts = InstallOptions { grants: vec![Grant::read("orders"), Grant::write("totals")], ..Default::default() };
     let info = e.host.install(&e.db, "aggregate", &wasm("aggregate"), opts).unwrap();
     assert_eq!(info.record.kind, PluginKind::Compute);
     e.db.transact(|tx| {
@@ -369,6 +369,17 @@ fn installing_garbage_or_the_wrong_kind_fails_cleanly() {
     let e = env();
     let r = e.host.install(&e.db, "junk", b"\0asm not really", InstallOptions::default());
     assert!(matches!(r, Err(PluginError::Invalid(_))), "{r:?}");
+    // Each refusal is one readable sentence with the cause, never a dump of bytes.
+    let component_garbage = [&b"\0asm\x0d\0\x01\0"[..], &[0xff; 64]].concat();
+    for (bytes, says) in [
+        (&b"hello, I am a text file"[..], "not WebAssembly"),
+        (b"\0asm\x01\0\0\0", "core WebAssembly module, not a component"),
+        (&component_garbage, "not a usable sop plugin"),
+    ] {
+        let msg = e.host.install(&e.db, "junk", bytes, InstallOptions::default()).unwrap_err().to_string();
+        eprintln!("{msg}");
+        assert!(msg.contains(says) && !msg.contains('\n') && !msg.contains("[0") && msg.len() < 600, "{msg}");
+    }
     assert!(matches!(
         e.host.install(&e.db, "bad name!", &wasm("casefold"), Default::default()),
         Err(PluginError::Invalid(_))
@@ -398,4 +409,92 @@ fn versions_resolve_to_the_highest_and_list_shows_each() {
     let tx = e.db.begin_read().unwrap();
     assert_eq!(tx.open_store("sop.plugins").unwrap().count().unwrap(), 0);
     assert_eq!(tx.open_store("sop.plugin-bytes").unwrap().count().unwrap(), 0);
+}
+
+/// Runs a cargo command for the SDK test, without the outer build's flags.
+fn cargo(args: &[&str], dir: &std::path::Path) {
+    let mut cmd = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args).current_dir(dir);
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WRAPPER", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_plugin_builds_outside_the_workspace_from_the_packaged_sdk() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // The SDK as crates.io would get it: `cargo package`, unpacked.
+    let manifest = root.join("guest-sdk/Cargo.toml");
+    let pkg_target = w.join("pkg");
+    cargo(
+        &[
+            "package",
+            "--offline",
+            "--no-verify",
+            "--allow-dirty",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "--target-dir",
+            pkg_target.to_str().unwrap(),
+        ],
+        w,
+    );
+    let krate = pkg_target.join("package/sop-plugin-0.1.0.crate");
+    let status = std::process::Command::new("tar").arg("xzf").arg(&krate).arg("-C").arg(w).status().unwrap();
+    assert!(status.success());
+    assert!(w.join("sop-plugin-0.1.0/wit/plugin.wit").is_file(), "the WIT must ship inside the package");
+    // A plugin crate of its own, depending on the unpacked package only.
+    let app = w.join("reverse-order");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    std::fs::write(
+        app.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"reverse-order\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\ncrate-type = [\"cdylib\"]\n\
+             [dependencies]\nsop-plugin = {{ path = {:?}, features = [\"key-order\"] }}\n\
+             [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\nstrip = true\npanic = \"abort\"\n\
+             [workspace]\n",
+            w.join("sop-plugin-0.1.0").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("src/lib.rs"),
+        "struct Rev;\nimpl sop_plugin::KeyOrder for Rev {\n    const NAME: &'static str = \"reverse\";\n    \
+         fn encode(key: &[u8], out: &mut Vec<u8>) -> Result<(), String> {\n        \
+         out.extend(key.iter().map(|b| !b));\n        out.push(0xff);\n        Ok(())\n    }\n}\n\
+         sop_plugin::export_key_order!(Rev);\n",
+    )
+    .unwrap();
+    // The first-party plugins' target folder and release profile: their compiled
+    // dependencies (wit-bindgen) are reused.
+    let target = sop_tests::plugins::dir().join("../wasm");
+    cargo(
+        &[
+            "build",
+            "--offline",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+        &app,
+    );
+    let wasm = std::fs::read(target.join("wasm32-wasip2/release/reverse_order.wasm")).unwrap();
+    let e = env();
+    e.host.install(&e.db, "reverse", &wasm, InstallOptions::default()).unwrap();
+    let order = e.host.key_order(&e.db, "reverse").unwrap();
+    e.db.transact(|tx| {
+        let s = tx.create_store("r", StoreOptions { order: order.clone(), ..Default::default() })?;
+        s.upsert_many([(&b"a"[..], &b"1"[..]), (b"c", b"3"), (b"b", b"2")])
+    })
+    .unwrap();
+    let tx = e.db.begin_read().unwrap();
+    let keys: Vec<_> = tx.open_store("r").unwrap().iter().unwrap().map(|r| r.unwrap().0.to_vec()).collect();
+    assert_eq!(keys, [b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
 }

@@ -61,7 +61,9 @@ fn python_validator_accepts_decimals_and_rejects_the_rest() {
     // The default validator limits (1 s, 32 MiB) are enough: measured, one commit needs about
     // 12.3 MiB of linear memory (a 12 MiB cap fails, 14 MiB passes) and 3-4 ms.
     let info = timed("py-validator: install (compile, no cache)", || {
-        e.host.install(&e.db, "decimals", &bytes, InstallOptions::default()).unwrap()
+        // componentize-py imports clocks, random numbers and sockets.
+        let opts = InstallOptions { nondeterministic: true, ..Default::default() };
+        e.host.install(&e.db, "decimals", &bytes, opts).unwrap()
     });
     assert_eq!(info.record.kind, PluginKind::Validator);
     e.load_from_cache("decimals");
@@ -147,7 +149,7 @@ fn js_compute_counts_items_and_value_bytes() {
     eprintln!("js-compute.wasm: {} KiB", bytes.len() / 1024);
     // The default compute limits (1 s, 64 MiB) are enough: measured, a call needs about
     // 9.1 MiB of linear memory (a 9 MiB cap fails, 10 MiB passes) and 4-60 ms.
-    let opts = InstallOptions { grants: vec![Grant::read("src"), Grant::write("out")], limits: None };
+    let opts = InstallOptions { grants: vec![Grant::read("src"), Grant::write("out")], ..Default::default() };
     let info =
         timed("js-compute: install (compile, no cache)", || e.host.install(&e.db, "stats", &bytes, opts).unwrap());
     assert_eq!(info.record.kind, PluginKind::Compute);
@@ -194,8 +196,10 @@ fn js_compute_counts_items_and_value_bytes() {
     e.db.transact(|tx| tx.create_store("empty", StoreOptions::default()).map(|_| ())).unwrap();
     e.host.remove(&e.db, "stats", false).unwrap();
     // "gone" is granted but does not exist.
-    let opts =
-        InstallOptions { grants: vec![Grant::read("empty"), Grant::write("out"), Grant::write("gone")], limits: None };
+    let opts = InstallOptions {
+        grants: vec![Grant::read("empty"), Grant::write("out"), Grant::write("gone")],
+        ..Default::default()
+    };
     e.host.install(&e.db, "stats", &bytes, opts).unwrap();
     let out = e.host.run(&e.db, "stats", br#"{"source":"empty","target":"out","key":"none"}"#).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), r#"{"count":0,"bytes":0}"#);

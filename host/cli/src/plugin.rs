@@ -21,6 +21,10 @@ pub enum PluginCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Runs a component without a database and prints what it returns, so authors can
+    /// iterate: a key order's encodings and the order they give, a validator's verdict, a
+    /// compute plugin's output. The component goes through the same checks as at install.
+    Test(TestArgs),
     /// Runs a compute plugin in a transaction of its own and prints its output.
     Run {
         dir: PathBuf,
@@ -32,6 +36,17 @@ pub enum PluginCmd {
         #[arg(long)]
         input_file: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    file: PathBuf,
+    /// Key orders: the keys to encode (validators: the keys of the writes, in order).
+    #[arg(long, num_args = 1..)]
+    keys: Vec<String>,
+    /// Validators: a value to write (repeat for more writes). Compute: the input text.
+    #[arg(long)]
+    input: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -59,12 +74,17 @@ pub struct InstallArgs {
     /// Compute: storage calls per invocation (default 1,000,000).
     #[arg(long)]
     host_calls: Option<u64>,
+    /// Validators: let it see the clock and random numbers (its verdicts may then differ
+    /// between calls and nodes). Key orders are always deterministic.
+    #[arg(long)]
+    nondeterministic: bool,
 }
 
 pub fn run(cmd: PluginCmd, conn: &Conn) -> Result<()> {
     match cmd {
         PluginCmd::Install(a) => install(a, conn),
         PluginCmd::List { dir } => list(dir, conn),
+        PluginCmd::Test(a) => test(a),
         PluginCmd::Remove { dir, name, force } => {
             let db = conn.open(&dir, false)?;
             for alias in host()?.remove(&db, &name, force)? {
@@ -117,11 +137,82 @@ fn install(a: InstallArgs, conn: &Conn) -> Result<()> {
     if kind != PluginKind::Compute && !grants.is_empty() {
         bail!("--read and --write apply to compute plugins; this is a {kind} plugin");
     }
-    let info = host.install(&db, &a.name, &wasm, InstallOptions { grants, limits: Some(limits) })?;
+    let opts = InstallOptions { grants, limits: Some(limits), nondeterministic: a.nondeterministic };
+    let info = host.install(&db, &a.name, &wasm, opts)?;
     println!(
         "installed {} ({} plugin, sha256 {}, {} bytes)",
         info.alias, info.record.kind, info.hash, info.record.size
     );
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn test(a: TestArgs) -> Result<()> {
+    let wasm = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    // A throwaway database: the component is checked exactly as `install` checks it.
+    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let db = sop::Database::open_or_create(tmp.path())?;
+    let host = host()?;
+    host.attach(&db);
+    let kind = host.kind_of(&wasm)?;
+    host.install(&db, "under-test", &wasm, InstallOptions::default())?;
+    match kind {
+        PluginKind::KeyOrder => {
+            if a.keys.is_empty() {
+                bail!("give the keys to encode with --keys");
+            }
+            let codec = host.order_codec(&db, "under-test")?;
+            let (name, injective) = codec.info()?;
+            let keys: Vec<&[u8]> = a.keys.iter().map(|k| k.as_bytes()).collect();
+            let enc = codec.encode_many(&keys)?;
+            println!("key order {name:?} ({}injective); in order:", if injective { "" } else { "not " });
+            let mut rows: Vec<(&String, &Vec<u8>)> = a.keys.iter().zip(&enc).collect();
+            rows.sort_by(|x, y| x.1.cmp(y.1));
+            let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+            for (i, (k, e)) in rows.iter().enumerate() {
+                let same = i > 0 && rows[i - 1].1 == *e;
+                println!(
+                    "{k:<w$}  {}{}",
+                    hex(e),
+                    if same { "  (same sort key as the previous: one item)" } else { "" }
+                );
+            }
+        }
+        PluginKind::Validator => {
+            use sop::Extensions;
+            let batch: Vec<sop::Mutation> = a
+                .input
+                .iter()
+                .enumerate()
+                .map(|(i, v)| sop::Mutation {
+                    store: "test".into(),
+                    key: a.keys.get(i).cloned().unwrap_or_else(|| format!("k{i}")).into(),
+                    value: Some(v.clone().into()),
+                })
+                .collect();
+            match host.validate(&db, "under-test", &batch).map_err(anyhow::Error::msg)? {
+                Ok(()) => println!("accepted ({} writes)", batch.len()),
+                Err(reasons) => {
+                    println!("rejected:");
+                    for r in reasons {
+                        println!("  {r}");
+                    }
+                }
+            }
+        }
+        PluginKind::Compute => {
+            let input = a.input.concat().into_bytes();
+            let out = host.run(&db, "under-test", &input)?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&out)?;
+            if !out.ends_with(b"\n") {
+                writeln!(stdout)?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -132,7 +223,7 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
         println!("no plugins installed");
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = plugins
+    let rows: Vec<[String; 7]> = plugins
         .iter()
         .map(|p| {
             let l = p.record.limits;
@@ -149,12 +240,13 @@ fn list(dir: PathBuf, conn: &Conn) -> Result<()> {
                 format!("{:.1} KiB", p.record.size as f64 / 1024.0),
                 format!("{} ms, {} MiB", l.deadline_ms, l.memory_bytes >> 20),
                 if grants.is_empty() { "-".into() } else { grants.join(", ") },
+                p.breaker.to_string(),
             ]
         })
         .collect();
-    let head = ["name", "kind", "sha256", "size", "limits", "grants"];
+    let head = ["name", "kind", "sha256", "size", "limits", "grants", "state"];
     let widths: Vec<usize> =
-        (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+        (0..7).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
     let line = |cells: &[String]| {
         cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
     };

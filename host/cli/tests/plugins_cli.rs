@@ -67,3 +67,26 @@ fn one_process_installs_the_others_use() {
     ok(a, &["plugin", "install", d, &file("casefold"), "--name", "casefold"]);
     assert_eq!(ok(b, &["scan", d, "people"]), scan);
 }
+
+#[test]
+fn plugin_test_runs_a_component_without_a_database() {
+    let wasm = plugins();
+    let node = tempfile::tempdir().unwrap();
+    let c = node.path();
+    let file = |n: &str| wasm.join(format!("{n}.wasm")).to_str().unwrap().to_string();
+    // A key order: the encodings, in the order they give; equal sort keys are pointed out.
+    let out = ok(c, &["plugin", "test", &file("casefold"), "--keys", "bea", "Adam", "ADAM", "zoe"]);
+    let keys: Vec<&str> = out.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(keys, ["Adam", "ADAM", "bea", "zoe"], "{out}");
+    assert!(out.contains("not injective") && out.contains("one item"), "{out}");
+    // A validator: the verdict and its reasons.
+    let good = r#"{"name":"Ada","age":36}"#;
+    let out = ok(c, &["plugin", "test", &file("json-schema"), "--input", good, "--input", r#"{"name":"Eve"}"#]);
+    assert!(out.starts_with("rejected") && out.contains("k1") && out.contains("missing required field"), "{out}");
+    assert!(ok(c, &["plugin", "test", &file("json-schema"), "--input", good]).starts_with("accepted"));
+    // Compute: the output.
+    assert_eq!(ok(c, &["plugin", "test", &file("counter-compute"), "--input", "x"]).trim(), "1");
+    // A nondeterministic key order is refused, naming the import, in one line.
+    let err = fails(c, &["plugin", "test", &file("clock-order"), "--keys", "a"]);
+    assert!(err.contains("wasi:") && err.contains("must be deterministic") && err.lines().count() == 1, "{err}");
+}

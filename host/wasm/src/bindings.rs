@@ -4,7 +4,7 @@
 pub mod order {
     wasmtime::component::bindgen!({
         world: "key-order-plugin",
-        path: "../../wit",
+        path: "../../guest-sdk/wit",
         imports: { default: trappable },
     });
 }
@@ -13,7 +13,7 @@ pub mod order {
 pub mod validator {
     wasmtime::component::bindgen!({
         world: "validator-plugin",
-        path: "../../wit",
+        path: "../../guest-sdk/wit",
         imports: { default: trappable },
     });
 }
@@ -22,7 +22,7 @@ pub mod validator {
 pub mod compute {
     wasmtime::component::bindgen!({
         world: "compute-plugin",
-        path: "../../wit",
+        path: "../../guest-sdk/wit",
         imports: { default: trappable },
         with: {
             "sop:plugin/storage.store": crate::compute::StoreHandle,

@@ -101,6 +101,36 @@ pub enum PluginError {
         /// The counterexample.
         detail: String,
     },
+    /// A key order (or a validator not installed as nondeterministic) imports something
+    /// whose answers can differ between calls or hosts: a clock, random numbers, the network.
+    #[error(
+        "plugin {plugin:?} imports {import}, whose answers can differ between calls and hosts; a {kind} plugin must be deterministic{}",
+        if *kind == PluginKind::Validator { " (install it as nondeterministic to allow this)" } else { "" }
+    )]
+    Nondeterministic {
+        /// The plugin.
+        plugin: String,
+        /// Its kind.
+        kind: PluginKind,
+        /// The import refused.
+        import: String,
+    },
+    /// The plugin trapped or timed out on too many calls in a row; it is refused until its
+    /// cooldown ends (then one call is tried again).
+    #[error(
+        "plugin {plugin:?} is tripped after {failures} failed calls in a row (last: {last}); it is retried in {} s",
+        retry_in_ms.div_ceil(1000)
+    )]
+    Tripped {
+        /// The plugin.
+        plugin: String,
+        /// Failures in a row.
+        failures: u32,
+        /// Milliseconds until one call is tried again.
+        retry_in_ms: u64,
+        /// The last failure.
+        last: String,
+    },
     /// Removal refused: stores still depend on the plugin.
     #[error("plugin {plugin:?} is used by store(s) {}: remove them first (or force)", stores.join(", "))]
     InUse {
@@ -142,6 +172,8 @@ impl PluginError {
             | Guest { plugin, .. }
             | WrongKind { plugin, .. }
             | NotOrderPreserving { plugin, .. }
+            | Nondeterministic { plugin, .. }
+            | Tripped { plugin, .. }
             | InUse { plugin, .. } => Some(plugin.clone()),
             NotInstalled(n) => Some(n.clone()),
             HashMismatch { name, .. } => Some(name.clone()),

@@ -4,7 +4,9 @@
 use crate::bindings::compute::ComputePluginPre;
 use crate::bindings::validator::ValidatorPluginPre;
 use crate::bindings::validator::exports::sop::plugin::validator::{Mutation as WitMutation, Op};
+use crate::breaker::{self, Breaker, BreakerPolicy, BreakerState};
 use crate::compute::ComputeCtx;
+use crate::determinism;
 use crate::order::WasmOrder;
 use crate::plugin::Loaded;
 use crate::registry::{self, PluginRecord};
@@ -27,15 +29,25 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Limits given to plugins installed without their own, per kind.
     pub default_limits: HashMap<PluginKind, Limits>,
+    /// When a plugin that keeps trapping or timing out is tripped, and for how long.
+    pub breaker: BreakerPolicy,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        HostConfig { cache_dir: runtime::default_cache_dir(), default_limits: HashMap::new() }
+        HostConfig {
+            cache_dir: runtime::default_cache_dir(),
+            default_limits: HashMap::new(),
+            breaker: BreakerPolicy::default(),
+        }
     }
 }
 
 impl HostConfig {
+    fn breaker(&self, hash: &str) -> Breaker {
+        Breaker::new(self.breaker, self.cache_dir.as_deref(), hash)
+    }
+
     fn limits_for(&self, kind: PluginKind) -> Limits {
         self.default_limits.get(&kind).copied().unwrap_or(Limits::default_for(kind))
     }
@@ -48,6 +60,10 @@ pub struct InstallOptions {
     pub grants: Vec<Grant>,
     /// Limits for this plugin; the host's defaults for its kind if `None`.
     pub limits: Option<Limits>,
+    /// Validators only: allow the plugin to see the clock and random numbers (its verdicts
+    /// may then differ between calls and nodes). Key orders are always deterministic;
+    /// compute plugins always get the host's clocks.
+    pub nondeterministic: bool,
 }
 
 /// An installed plugin, as listed.
@@ -59,6 +75,8 @@ pub struct PluginInfo {
     pub hash: String,
     /// The stored record.
     pub record: PluginRecord,
+    /// Its circuit breaker on this node (this host's, else as another process recorded it).
+    pub breaker: BreakerState,
 }
 
 /// How a plugin was made ready (see [`PluginHost::prepare`]).
@@ -144,14 +162,34 @@ impl PluginHost {
         let (component, _) = self.rt.load(&hash, wasm, self.config.cache_dir.as_deref())?;
         let (kind, wit_version) = runtime::classify(&self.rt.engine, &component)?;
         let limits = opts.limits.unwrap_or(self.config.limits_for(kind));
-        let loaded = Arc::new(Loaded::new(self.rt, alias.clone(), hash.clone(), kind, limits, &component)?);
+        if opts.nondeterministic && kind != PluginKind::Validator {
+            return Err(PluginError::Invalid(format!(
+                "only validators can be installed as nondeterministic; {alias} is a {kind} plugin"
+            )));
+        }
+        let deterministic = determinism::required(kind, opts.nondeterministic);
+        if deterministic {
+            determinism::check_imports(&self.rt.engine, &component, &alias, kind)?;
+        }
+        let loaded = Arc::new(Loaded::new(
+            self.rt,
+            alias.clone(),
+            hash.clone(),
+            kind,
+            limits,
+            deterministic,
+            self.config.breaker(&hash),
+            &component,
+        )?);
         match kind {
             PluginKind::KeyOrder => WasmOrder::new(loaded.clone())?.verify()?,
             PluginKind::Validator => {
-                ValidatorPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+                ValidatorPluginPre::new(loaded.pre.clone())
+                    .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
             PluginKind::Compute => {
-                ComputePluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+                ComputePluginPre::new(loaded.pre.clone())
+                    .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
             }
         }
         let grants = if kind == PluginKind::Compute { opts.grants } else { Vec::new() };
@@ -165,12 +203,13 @@ impl PluginHost {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            nondeterministic: opts.nondeterministic,
         };
         db.transact(|tx| registry::put(tx, &alias, &hash, wasm, &record).map_err(sop::Error::from))
             .map_err(unwrap_plugin)?;
         // This host may hold the component under its old record (limits): load it afresh.
         self.forget(&hash);
-        Ok(PluginInfo { alias, hash, record })
+        Ok(PluginInfo { alias, hash, record, breaker: BreakerState::Closed })
     }
 
     /// The kind of plugin a component is (compiling it, or loading it from the cache).
@@ -186,7 +225,11 @@ impl PluginHost {
         let mut out = Vec::new();
         for (alias, hash) in registry::aliases(&tx)? {
             if let Some(record) = registry::record(&tx, &hash)? {
-                out.push(PluginInfo { alias, hash, record });
+                let breaker = match self.loaded.lock().get(&hash) {
+                    Some(l) => l.breaker.state(),
+                    None => breaker::recorded(self.config.breaker, self.config.cache_dir.as_deref(), &hash),
+                };
+                out.push(PluginInfo { alias, hash, record, breaker });
             }
         }
         Ok(out)
@@ -312,7 +355,7 @@ impl PluginHost {
         if loaded.kind != kind {
             return Err(PluginError::WrongKind { plugin: alias.into(), expected: kind, found: loaded.kind });
         }
-        let pre = bind(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = bind(loaded.pre.clone()).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
         cache.lock().insert(hash.to_string(), (loaded.clone(), pre.clone()));
         Ok((loaded, pre))
     }
@@ -331,7 +374,17 @@ impl PluginHost {
                 rec.kind
             )));
         }
-        let l = Arc::new(Loaded::new(self.rt, alias.to_string(), hash.to_string(), kind, rec.limits, &component)?);
+        let deterministic = determinism::required(kind, rec.nondeterministic);
+        let l = Arc::new(Loaded::new(
+            self.rt,
+            alias.to_string(),
+            hash.to_string(),
+            kind,
+            rec.limits,
+            deterministic,
+            self.config.breaker(hash),
+            &component,
+        )?);
         self.loaded.lock().insert(hash.to_string(), l.clone());
         Ok((l, from_cache))
     }
@@ -362,16 +415,28 @@ impl PluginHost {
             return Err(PluginError::WrongKind { plugin: alias, expected: PluginKind::Compute, found: rec.kind });
         }
         let (loaded, pre) = self.compute(tx, &alias, &hash)?;
+        loaded.guarded(|| self.call_compute(tx, &alias, &loaded, &pre, &rec, input))
+    }
+
+    fn call_compute(
+        &self,
+        tx: &Transaction,
+        alias: &str,
+        loaded: &Loaded,
+        pre: &ComputePluginPre<HostState>,
+        rec: &PluginRecord,
+        input: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
         let mut store = loaded.store_with(rec.limits);
         store.data_mut().compute = Some(ComputeCtx::new(tx, rec.grants.clone()));
         let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_compute().call_run(&mut store, input));
         let r = r.map_err(|e| loaded.failure(&mut store, e));
         // The store holds a pointer to `tx`: it must not outlive this call.
         drop(store);
-        let out = r?.map_err(|message| PluginError::Guest { plugin: alias.clone(), message })?;
+        let out = r?.map_err(|message| PluginError::Guest { plugin: alias.to_string(), message })?;
         if out.len() as u64 > rec.limits.output_bytes {
             return Err(PluginError::OutputTooLarge {
-                plugin: alias,
+                plugin: alias.to_string(),
                 len: out.len() as u64,
                 cap: rec.limits.output_bytes,
             });
@@ -395,17 +460,23 @@ impl PluginHost {
                 value: m.value.as_ref().map(|v| v.to_vec()),
             })
             .collect();
-        // A fresh instance per commit: validators see only the batch they are given.
-        let mut store = loaded.store_with(limits);
-        let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
-        let verdict = r.map_err(|e| loaded.failure(&mut store, e))?;
-        if let Err(reasons) = &verdict {
-            let len: usize = reasons.iter().map(String::len).sum();
-            if len as u64 > limits.output_bytes {
-                return Err(PluginError::OutputTooLarge { plugin: alias, len: len as u64, cap: limits.output_bytes });
+        loaded.guarded(|| {
+            // A fresh instance per commit: validators see only the batch they are given.
+            let mut store = loaded.store_with(limits);
+            let r = pre.instantiate(&mut store).and_then(|b| b.sop_plugin_validator().call_validate(&mut store, &wit));
+            let verdict = r.map_err(|e| loaded.failure(&mut store, e))?;
+            if let Err(reasons) = &verdict {
+                let len: usize = reasons.iter().map(String::len).sum();
+                if len as u64 > limits.output_bytes {
+                    return Err(PluginError::OutputTooLarge {
+                        plugin: alias.clone(),
+                        len: len as u64,
+                        cap: limits.output_bytes,
+                    });
+                }
             }
-        }
-        Ok(verdict)
+            Ok(verdict)
+        })
     }
 }
 

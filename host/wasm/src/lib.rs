@@ -17,7 +17,9 @@
 //! [`sop::Extensions`], which [`PluginHost`] implements.
 
 mod bindings;
+mod breaker;
 mod compute;
+mod determinism;
 mod error;
 mod host;
 mod limits;
@@ -27,6 +29,7 @@ pub mod registry;
 mod runtime;
 mod state;
 
+pub use breaker::{BreakerPolicy, BreakerState};
 pub use error::PluginError;
 pub use host::{HostConfig, InstallOptions, LoadReport, PluginHost, PluginInfo};
 pub use limits::Limits;

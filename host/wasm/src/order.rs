@@ -35,7 +35,8 @@ impl WasmOrder {
                 found: loaded.kind,
             });
         }
-        let pre = KeyOrderPluginPre::new(loaded.pre.clone()).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = KeyOrderPluginPre::new(loaded.pre.clone())
+            .map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
         Ok(WasmOrder { loaded, pre, idle: Mutex::new(Vec::new()) })
     }
 
@@ -49,6 +50,10 @@ impl WasmOrder {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>) -> Result<T, PluginError> {
+        self.loaded.guarded(|| self.call(f))
+    }
+
+    fn call<T>(&self, f: impl FnOnce(&mut Warm) -> wasmtime::Result<T>) -> Result<T, PluginError> {
         let mut w = self.warm()?;
         self.loaded.arm(&mut w.store);
         match f(&mut w) {

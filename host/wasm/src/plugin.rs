@@ -1,5 +1,6 @@
 //! A loaded plugin: compiled, linked, ready to instantiate; and how its failures are named.
 
+use crate::breaker::Breaker;
 use crate::limits::Limits;
 use crate::runtime::Runtime;
 use crate::state::HostState;
@@ -15,7 +16,12 @@ pub(crate) struct Loaded {
     /// Limits declared in the plugin's record when it was loaded (key orders and
     /// validators; compute reads its record again per call).
     pub limits: Limits,
+    /// Whether its WASI context has stopped clocks and zero random numbers
+    /// (`determinism.rs`).
+    pub deterministic: bool,
     pub pre: InstancePre<HostState>,
+    /// Trips the plugin after repeated traps or timeouts.
+    pub breaker: Breaker,
     rt: &'static Runtime,
 }
 
@@ -26,11 +32,21 @@ impl Loaded {
         hash: String,
         kind: PluginKind,
         limits: Limits,
+        deterministic: bool,
+        breaker: Breaker,
         component: &wasmtime::component::Component,
     ) -> Result<Loaded, PluginError> {
         let linker = rt.linker(component)?;
-        let pre = linker.instantiate_pre(component).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        Ok(Loaded { name, hash, kind, limits, pre, rt })
+        let pre = linker.instantiate_pre(component).map_err(|e| PluginError::Invalid(crate::runtime::one_line(&e)))?;
+        Ok(Loaded { name, hash, kind, limits, deterministic, pre, breaker, rt })
+    }
+
+    /// Runs one call of this plugin through its circuit breaker.
+    pub fn guarded<T>(&self, call: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
+        self.breaker.admit(&self.name)?;
+        let r = call();
+        self.breaker.record(&r);
+        r
     }
 
     /// A fresh store under this plugin's limits.
@@ -40,7 +56,7 @@ impl Loaded {
 
     /// A fresh store under the given limits.
     pub fn store_with(&self, limits: Limits) -> Store<HostState> {
-        let mut s = Store::new(&self.rt.engine, HostState::new(&self.name, limits));
+        let mut s = Store::new(&self.rt.engine, HostState::new(&self.name, limits, self.deterministic));
         s.limiter(|h| &mut h.limiter);
         s.epoch_deadline_trap();
         self.arm(&mut s);

@@ -34,6 +34,36 @@ pub struct PluginRecord {
     pub grants: Vec<Grant>,
     /// Unix time of the install, in seconds.
     pub installed_at: u64,
+    /// Validators only: installed as allowed to be nondeterministic (to see the clock and
+    /// random numbers). Key orders never are.
+    pub nondeterministic: bool,
+}
+
+/// A record as written before `nondeterministic` existed (postcard is not self-describing,
+/// so a field added at the end makes old records one field short).
+#[derive(Deserialize)]
+struct RecordV0 {
+    kind: PluginKind,
+    wit_version: String,
+    size: u64,
+    limits: Limits,
+    grants: Vec<Grant>,
+    installed_at: u64,
+}
+
+fn decode_record(bytes: &[u8]) -> Result<PluginRecord, postcard::Error> {
+    postcard::from_bytes::<PluginRecord>(bytes).or_else(|e| match postcard::from_bytes::<RecordV0>(bytes) {
+        Ok(v) => Ok(PluginRecord {
+            kind: v.kind,
+            wit_version: v.wit_version,
+            size: v.size,
+            limits: v.limits,
+            grants: v.grants,
+            installed_at: v.installed_at,
+            nondeterministic: false,
+        }),
+        Err(_) => Err(e),
+    })
 }
 
 /// The sha256 of `bytes`, in lowercase hex.
@@ -98,7 +128,7 @@ pub(crate) fn record(tx: &Transaction, hash: &str) -> Result<Option<PluginRecord
         return Ok(None);
     }
     match tx.open_store(RECORDS)?.get(hash.as_bytes())? {
-        Some(v) => postcard::from_bytes(&v)
+        Some(v) => decode_record(&v)
             .map(Some)
             .map_err(|e| PluginError::Host(format!("plugin record {hash} does not decode: {e}"))),
         None => Ok(None),

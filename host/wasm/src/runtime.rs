@@ -41,6 +41,12 @@ impl Runtime {
             // Plugins are synchronous; without async support a component call costs about
             // half as much (measured with wasmtime 48 on these machines).
             c.concurrency_support(false);
+            // The same bits on every host: NaNs produced by float operations are
+            // canonicalised, and relaxed SIMD takes its deterministic lowering. A key order
+            // decides where keys live in every node's tree; a validator's verdict must not
+            // depend on the CPU either.
+            c.cranelift_nan_canonicalization(true);
+            c.relaxed_simd_deterministic(true);
             c
         };
         let mut pooled = base();
@@ -54,7 +60,13 @@ impl Runtime {
             .max_core_instance_size(16 << 20)
             .max_memories_per_component(32)
             .max_tables_per_component(64)
-            .max_core_instances_per_component(64);
+            .max_core_instances_per_component(64)
+            // Calls instantiate afresh (no state survives a call); resetting a slot by
+            // rewriting only its dirty pages, without returning them to the kernel, keeps the
+            // next instance free of page faults.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // The pool reserves its address space up front; where that is refused (a small
         // `ulimit -v`, 32-bit hosts), fall back to allocating on demand.
@@ -105,7 +117,8 @@ impl Runtime {
                 return Ok((c, true));
             }
         }
-        let c = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        check_header(bytes)?;
+        let c = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid(one_line(&e)))?;
         if let Some(p) = path {
             // A cache that cannot be written only costs a recompile next time.
             let _ = store_compiled(&c, &p);
@@ -140,6 +153,32 @@ impl Runtime {
         }
         Ok(l)
     }
+}
+
+/// Names what the bytes are when they are not a component, in one sentence.
+fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
+    if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
+        return Err(PluginError::Invalid("the file is not WebAssembly (it does not start with \\0asm)".into()));
+    }
+    // Bytes 4..8: version and layer. A core module is version 1, layer 0.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(PluginError::Invalid(
+            "the file is a core WebAssembly module, not a component: build it for wasm32-wasip2 \
+             (or wrap it with `wasm-tools component new`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An error and its causes on one line, cut to a readable length.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    let mut s: String = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 400 {
+        s.truncate(s.floor_char_boundary(400));
+        s.push_str("...");
+    }
+    s
 }
 
 fn store_compiled(c: &Component, path: &Path) -> std::io::Result<()> {

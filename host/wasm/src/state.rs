@@ -14,7 +14,7 @@ const LOG_LINE: usize = 1024;
 pub(crate) struct HostState {
     /// No preopened directories, no environment or arguments, stdin closed, stdout and
     /// stderr discarded, every socket address denied: toolchains that import WASI get
-    /// nothing from it.
+    /// nothing from it (`determinism::wasi_ctx`).
     wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: Limiter,
@@ -28,9 +28,9 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: &str, limits: Limits) -> HostState {
+    pub fn new(plugin: &str, limits: Limits, deterministic: bool) -> HostState {
         HostState {
-            wasi: WasiCtx::builder().build(),
+            wasi: crate::determinism::wasi_ctx(deterministic),
             table: ResourceTable::new(),
             limiter: Limiter { cap: limits.memory_bytes, refused: None },
             plugin: plugin.to_string(),

@@ -75,7 +75,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     host.install(&db, "json-schema", &wasm("json-schema")?, InstallOptions::default())?;
     let grants = vec![Grant::read("orders"), Grant::write("totals")];
-    host.install(&db, "aggregate", &wasm("aggregate")?, InstallOptions { grants, limits: None })?;
+    host.install(&db, "aggregate", &wasm("aggregate")?, InstallOptions { grants, ..Default::default() })?;
     eprintln!(
         "engine: wasmtime 48, {} allocator; durable commits (fsync) of {} keys; {} rounds",
         if host.pooling() { "pooling" } else { "on-demand" },
