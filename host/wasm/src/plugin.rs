@@ -26,6 +26,8 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
+    // Each argument is a separate fact about the plugin being loaded, all taken at once.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rt: &'static Runtime,
         name: String,
