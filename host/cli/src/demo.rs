@@ -177,12 +177,12 @@ pub(crate) fn setup(db: &Database, slot_length: u32) -> Result<()> {
 
 /// Totals reported by writer processes (or this process).
 #[derive(Default)]
-struct Totals {
-    commits: u64,
-    merges: u64,
-    conflicts: u64,
-    retries: u64,
-    batches: u64,
+pub(crate) struct Totals {
+    pub commits: u64,
+    pub merges: u64,
+    pub conflicts: u64,
+    pub retries: u64,
+    pub batches: u64,
 }
 
 pub fn run(a: Args, conn: &Conn) -> Result<()> {
@@ -355,6 +355,11 @@ fn run_procs(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    collect(kids)
+}
+
+/// Waits for writer processes and sums the totals each printed as its last line.
+pub(crate) fn collect(kids: Vec<std::process::Child>) -> Result<Totals> {
     let mut t = Totals::default();
     for k in kids {
         let out = k.wait_with_output()?;

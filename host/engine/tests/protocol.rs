@@ -383,6 +383,13 @@ impl sop::coord::Coordinator for AlwaysTaken {
     }
 }
 
+/// Waits until some process has offered a batch.
+fn wait_for_offer(vfs: &SimVfs) {
+    while vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn open_offering(vfs: &SimVfs, lease_ttl: Duration) -> Database {
     Database::open_with(
         "/db",
@@ -412,9 +419,7 @@ fn an_offered_batch_commits_once_inside_another_process_commit() {
         });
         (r, b.stats())
     });
-    while vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_offer(&vfs);
     put(&a, b"from-a", b"1").unwrap();
     let (r, b_stats) = committer.join().unwrap();
     r.unwrap();
@@ -444,9 +449,7 @@ fn an_offered_batch_that_conflicts_is_rejected_on_the_chain_and_reported() {
         let r = tx.commit();
         (r, b)
     });
-    while vfs.list_dir(Path::new("/db/pending")).unwrap().iter().all(|n| !n.ends_with(".batch")) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_offer(&vfs);
     put(&a, b"other", b"x").unwrap();
     let (r, _b) = committer.join().unwrap();
     assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");

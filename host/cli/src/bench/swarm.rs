@@ -91,31 +91,17 @@ fn measure(
     let start = Instant::now();
     let plan = crate::demo::Plan { run, threads: a.threads, writers, items: a.items, batch: a.batch, workload, offer };
     let kids = crate::demo::spawn_writers(&c, dir, k, &plan)?;
-    let mut r = Run {
+    let t = crate::demo::collect(kids)?;
+    let r = Run {
         procs: k,
         offer,
-        secs: 0.0,
-        commits: 0,
+        secs: start.elapsed().as_secs_f64(),
+        commits: t.commits,
         items: (writers * a.items) as u64,
-        merges: 0,
-        conflicts: 0,
-        files: 0,
+        merges: t.merges,
+        conflicts: t.conflicts,
+        files: t.batches,
     };
-    for kid in kids {
-        let out = kid.wait_with_output()?;
-        if !out.status.success() {
-            bail!("a writer process failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let line = String::from_utf8_lossy(&out.stdout);
-        let n: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-        if n.len() == 5 {
-            r.commits += n[0];
-            r.merges += n[1];
-            r.conflicts += n[2];
-            r.files += n[4];
-        }
-    }
-    r.secs = start.elapsed().as_secs_f64();
     let db = c.open(dir, false)?;
     let count = db.begin_read()?.open_store("demo")?.count()?;
     if count != r.items {
